@@ -1,0 +1,494 @@
+"""The scikit-learn estimator: parameters, validation, fit / predict / predict_proba."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from ._backbones import check_backbone, check_pretrained, normalization_stats
+from ._denoiser import ConditionalDenoiser
+from ._diffusion import NoiseSchedule, inference_timesteps, reverse_chain
+from ._guidance import DCGModel
+from ._inputs import Preprocess, as_images, row_seeds
+from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
+
+__all__ = ["DiffMICClassifier"]
+
+_MODULES = ("guidance_model_", "denoiser_")
+
+
+def _resolve_device(name: str, *, for_fit: bool) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"Invalid device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if for_fit:
+            raise ValueError(f"device={name!r} was requested but CUDA is not available.")
+        warnings.warn(
+            f"device={name!r} is not available here; predicting on the CPU.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return device
+
+
+class DiffMICClassifier(ClassifierMixin, BaseEstimator):
+    """DiffMIC: dual-guidance diffusion network for medical image classification.
+
+    The label is the thing being diffused (CARD-style, with the guidance prior
+    as the mean of the forward process), conditioned on the image. A
+    dual-granularity conditional guidance (DCG) model gives a global prior from
+    class activation maps and a local prior from the most salient image
+    windows; a conditional denoiser learns to remove noise from the label
+    vector, trained with an MSE loss on the fused prior's path plus an MMD
+    loss on the global and local paths. Prediction runs the reverse chain from
+    the prior to a denoised label vector.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet18"
+        timm model name of every CNN: the DCG global and local encoders and the
+        denoiser's image encoder (the paper uses ResNet18).
+    pretrained : False or path, default=False
+        ``False`` trains from scratch (as the reference does for the denoiser).
+        A path to a local weights file (``.pth``, ``.bin``, ``.safetensors``)
+        for ``backbone`` initialises all three encoders from it; weights are
+        never downloaded.
+    image_size : int or None, default=None
+        Side of the square network input in pixels. Images are centre-cropped
+        to a square and resized to it. ``None`` uses the shorter side of the
+        training images. The paper uses 224. Images of another size at predict
+        time are cropped and resized the same way.
+    n_crops : int, default=6
+        Number of ROI windows cut for the local prior (paper: 6).
+    crop_size : int or None, default=None
+        Side of the ROI windows in pixels; ``None`` scales the paper's
+        32 px at 224 px to ``image_size`` (at least 4 px).
+    n_timesteps : int, default=1000
+        Diffusion steps ``T`` (paper: 1000).
+    beta_schedule : {"linear", "cosine"}, default="linear"
+        Noise schedule; linear is the paper's (1e-4 to 0.02).
+    sampler : {"ddim", "ddpm"}, default="ddim"
+        Reverse process used at prediction: ``n_inference_steps`` strided DDIM
+        steps, or the full ancestral DDPM chain of ``n_timesteps`` steps. May be
+        changed after fitting with ``set_params``.
+    n_inference_steps : int, default=10
+        Number of DDIM steps (as in DiffMIC-v2). Ignored for ``"ddpm"``.
+    mmd_weight : float, default=0.5
+        Weight ``lambda`` of the MMD terms of the global and local paths
+        (paper: 0.5).
+    guidance : {"dual", "fused"}, default="dual"
+        ``"dual"`` is the paper's objective; ``"fused"`` trains on the fused
+        prior only, with no MMD paths (CARD with the DCG prior).
+    hidden_dim : int, default=6144
+        Width of the denoiser (paper: 6144). Smaller values (512-1024) train
+        and predict faster on CPU.
+    max_epochs : int, default=100
+        Epochs of joint diffusion training.
+    guidance_epochs : int, default=15
+        Epochs of DCG pre-training with cross-entropy before the diffusion
+        stage (paper: 15).
+    batch_size : int, default=32
+        Mini-batch size for training and prediction.
+    learning_rate : float, default=1e-3
+        Adam learning rate of the denoiser, with linear warm-up over the first
+        5% of steps then cosine decay (paper: 1e-3).
+    guidance_learning_rate : float, default=2e-4
+        Adam (amsgrad) learning rate of the DCG model (paper: 2e-4).
+    ema_decay : float, default=0.9999
+        Decay of the exponential moving average of the denoiser weights used
+        for prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))``
+        after ``k`` steps. ``0`` predicts with the raw weights.
+    device : str, default="auto"
+        Torch device: ``"auto"`` picks CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, training noise and the
+        sampling noise. The same value on the same data and device gives
+        identical predictions.
+    verbose : int, default=0
+        ``1`` shows a progress bar with per-epoch losses; ``0`` is silent.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, in the order of ``predict_proba``'s columns.
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the training images.
+    image_size_ : int
+        Network input side in pixels.
+    crop_size_ : int
+        ROI window side in pixels.
+    guidance_model_ : torch.nn.Module
+        The fitted DCG model.
+    denoiser_ : torch.nn.Module
+        The fitted denoiser (its EMA weights).
+    schedule_ : NoiseSchedule
+        The diffusion schedule.
+    n_iter_ : int
+        Diffusion epochs run.
+    history_ : list of dict
+        Per-epoch record of the stage, the losses and the wall time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdiffmic import DiffMICClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
+    >>> y = np.array(["benign", "malignant"] * 10)
+    >>> clf = DiffMICClassifier(backbone="test_resnet", hidden_dim=32,
+    ...                         max_epochs=1, guidance_epochs=1, batch_size=10,
+    ...                         random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> set(clf.predict(X)) <= {"benign", "malignant"}
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [str],
+        "pretrained": ["boolean", str, os.PathLike, None],
+        "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "n_crops": [Interval(Integral, 1, None, closed="left")],
+        "crop_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_timesteps": [Interval(Integral, 2, None, closed="left")],
+        "beta_schedule": [StrOptions({"linear", "cosine"})],
+        "sampler": [StrOptions({"ddim", "ddpm"})],
+        "n_inference_steps": [Interval(Integral, 1, None, closed="left")],
+        "mmd_weight": [Interval(Real, 0, None, closed="left")],
+        "guidance": [StrOptions({"dual", "fused"})],
+        "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "guidance_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "guidance_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "ema_decay": [Interval(Real, 0, 1, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        pretrained=False,
+        image_size=None,
+        n_crops=6,
+        crop_size=None,
+        n_timesteps=1000,
+        beta_schedule="linear",
+        sampler="ddim",
+        n_inference_steps=10,
+        mmd_weight=0.5,
+        guidance="dual",
+        hidden_dim=6144,
+        max_epochs=100,
+        guidance_epochs=15,
+        batch_size=32,
+        learning_rate=1e-3,
+        guidance_learning_rate=2e-4,
+        ema_decay=0.9999,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.image_size = image_size
+        self.n_crops = n_crops
+        self.crop_size = crop_size
+        self.n_timesteps = n_timesteps
+        self.beta_schedule = beta_schedule
+        self.sampler = sampler
+        self.n_inference_steps = n_inference_steps
+        self.mmd_weight = mmd_weight
+        self.guidance = guidance
+        self.hidden_dim = hidden_dim
+        self.max_epochs = max_epochs
+        self.guidance_epochs = guidance_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.guidance_learning_rate = guidance_learning_rate
+        self.ema_decay = ema_decay
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit --
+    def _check_targets(self, y, n_samples):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; "
+                "it is raveled.",
+                UserWarning,
+                stacklevel=3,
+            )
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (n_samples,); got shape {y.shape}.")
+        if y.shape[0] != n_samples:
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: {n_samples} images "
+                f"and {y.shape[0]} labels."
+            )
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity.")
+        if y.dtype == object and any(v is None or v != v for v in y):
+            raise ValueError("y contains missing values (None or NaN).")
+        check_classification_targets(y)
+        return y
+
+    def _resolve_sizes(self, image_shape):
+        height, width = image_shape[:2]
+        image_size = self.image_size or min(height, width)
+        if image_size < 8:
+            raise ValueError(
+                f"Images of {height}x{width} px are too small: the networks need at "
+                "least 8 px a side (set image_size to upsample them)."
+            )
+        crop_size = self.crop_size or max(4, round(image_size * 32 / 224))
+        if crop_size > image_size:
+            raise ValueError(
+                f"crop_size={crop_size} is larger than the network input "
+                f"({image_size} px); lower crop_size or raise image_size."
+            )
+        return int(image_size), int(crop_size)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the guidance model and the diffusion denoiser.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+            Training images: uint8 (0-255), uint16 (0-65535) or float in
+            [0, 1]; 1 to 4 channels, channels last.
+        y : array-like of shape (n_samples,)
+            Class labels of any type (strings, ints, ...).
+
+        Returns
+        -------
+        self : DiffMICClassifier
+            The fitted estimator.
+        """
+        images = as_images(X)
+        y = self._check_targets(y, len(images))
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"Need samples of at least 2 classes; got only {encoder.classes_[0]!r}."
+            )
+        if len(images) < 2:
+            raise ValueError("Need at least 2 training images.")
+        check_backbone(self.backbone)
+        check_pretrained(self.pretrained)
+        device = _resolve_device(self.device, for_fit=True)
+        image_size, crop_size = self._resolve_sizes(images.shape)
+
+        self.classes_ = encoder.classes_
+        self.image_shape_ = images.shape
+        self.image_size_ = image_size
+        self.crop_size_ = crop_size
+        n_classes, in_chans = len(self.classes_), images.shape[2]
+
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed, sample_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
+        pretrained = False if self.pretrained in (False, None) else self.pretrained
+        # Initialise the networks from our own seed without touching (or
+        # leaving changed) the caller's global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            dcg = DCGModel(
+                self.backbone, n_classes=n_classes, in_chans=in_chans,
+                image_size=image_size, crop_size=crop_size, n_crops=self.n_crops,
+                pretrained=pretrained,
+            )
+            denoiser = ConditionalDenoiser(
+                self.backbone, n_classes=n_classes, in_chans=in_chans,
+                hidden_dim=self.hidden_dim, n_timesteps=self.n_timesteps,
+                pretrained=pretrained,
+            )
+        dcg, denoiser = self._to_device(dcg, device), self._to_device(denoiser, device)
+        self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
+        config = TrainConfig(
+            max_epochs=self.max_epochs,
+            guidance_epochs=self.guidance_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            guidance_learning_rate=self.guidance_learning_rate,
+            mmd_weight=self.mmd_weight,
+            guidance=self.guidance,
+            ema_decay=self.ema_decay,
+            verbose=self.verbose,
+        )
+        ema, history = fit_diffmic(
+            dcg, denoiser, images, encoder.transform(y),
+            n_classes=n_classes, schedule=self.schedule_,
+            preprocess=self._preprocess(in_chans), config=config, device=device,
+            generator=torch.Generator().manual_seed(train_seed),
+        )
+        self.guidance_model_ = dcg.eval()
+        self.denoiser_ = ema.module.eval()
+        self.sampling_seed_ = sample_seed
+        self.n_iter_ = self.max_epochs
+        self.history_ = history
+        return self
+
+    @staticmethod
+    def _to_device(module, device):
+        module = module.to(device)
+        if device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def _preprocess(self, in_chans):
+        mean, std = normalization_stats(self.backbone, in_chans)
+        return Preprocess(self.image_size_, mean, std)
+
+    # -------------------------------------------------------------- predict --
+    def _prepare(self, X):
+        check_is_fitted(self)
+        images = as_images(X, n_channels=self.image_shape_[2])
+        device = _resolve_device(self.device, for_fit=False)
+        for name in _MODULES:
+            setattr(self, name, self._to_device(getattr(self, name), device).eval())
+        return images, device
+
+    def _batches(self, images, device):
+        preprocess = self._preprocess(self.image_shape_[2])
+        return iter_batches(
+            images, np.arange(len(images)), self.batch_size, preprocess, device
+        )
+
+    def _row_noise(self, seeds, n_draws, device):
+        """Standard normal draws per image, from that image's own seed."""
+        n_classes = len(self.classes_)
+        draws = [
+            torch.randn(n_draws, n_classes, generator=torch.Generator().manual_seed(s))
+            for s in seeds
+        ]
+        return torch.stack(draws).to(device)
+
+    def _n_noise_draws(self):
+        if self.sampler == "ddpm":
+            return self.schedule_.n_timesteps + 1
+        return 1
+
+    @torch.inference_mode()
+    def _denoise(self, X) -> np.ndarray:
+        """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
+        images, device = self._prepare(X)
+        seeds = row_seeds(images, self.sampling_seed_)
+        n_draws = self._n_noise_draws()
+        outputs = []
+        for pos, x in self._batches(images, device):
+            with autocast(device):
+                prior = self.guidance_model_(x).fused.float().softmax(-1)
+                features = self.denoiser_.encode(x)
+
+                def eps_fn(y_t, t, features=features, prior=prior):
+                    return self.denoiser_.head(features, y_t, prior, t).float()
+
+                y0 = reverse_chain(
+                    self.schedule_, eps_fn, prior,
+                    self._row_noise([seeds[i] for i in pos], n_draws, device),
+                    sampler=self.sampler, n_steps=self.n_inference_steps,
+                )
+            outputs.append(y0.float().cpu())
+        return torch.cat(outputs).numpy().astype(np.float64)
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the denoised label vector.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        y0 = self._denoise(X)
+        z = np.exp(y0 - y0.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class: the argmax of the denoised label vector.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    @torch.inference_mode()
+    def predict_prior_proba(self, X, granularity="fused"):
+        """Probabilities of the DCG guidance model alone (no diffusion).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+            Images, as for :meth:`fit`.
+        granularity : {"fused", "global", "local"}, default="fused"
+            Which prior: the fused one the diffusion starts from, or one branch.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Softmax of the prior logits.
+        """
+        which = {"fused": 0, "global": 1, "local": 2}
+        if granularity not in which:
+            raise ValueError(
+                f"granularity must be one of {sorted(which)}; got {granularity!r}."
+            )
+        images, device = self._prepare(X)
+        outputs = []
+        for _, x in self._batches(images, device):
+            with autocast(device):
+                logits = self.guidance_model_(x)[which[granularity]]
+            outputs.append(logits.float().softmax(-1).cpu())
+        return torch.cat(outputs).numpy().astype(np.float64)
+
+    def _n_head_evaluations(self):
+        """Number of label-head evaluations per image of the current sampler."""
+        n_steps = None if self.sampler == "ddpm" else self.n_inference_steps
+        return len(inference_timesteps(self.schedule_.n_timesteps, n_steps))
+
+    # -------------------------------------------------------------- pickling --
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in _MODULES:
+            module = state.get(name)
+            if module is not None and any(
+                t.device.type != "cpu" for t in list(module.parameters()) + list(module.buffers())
+            ):
+                state[name] = copy.deepcopy(module).cpu()
+        return state

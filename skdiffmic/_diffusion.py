@@ -1,0 +1,225 @@
+"""Noise schedules, the prior-mean forward process and the reverse samplers.
+
+Pure tensor functions: nothing here owns a network. The notation follows CARD
+(Han, Zheng and Zhou, NeurIPS 2022) and DiffMIC (Yang et al., MICCAI 2023):
+
+* ``beta_t`` is the noise schedule, ``alpha_t = 1 - beta_t`` and
+  ``abar_t = prod_{s <= t} alpha_s`` (``alphas_cumprod``).
+* The forward process with the prior ``p`` as its mean (CARD eq. 2, DiffMIC eq. 1)::
+
+      y_t = sqrt(abar_t) y_0 + (1 - sqrt(abar_t)) p + sqrt(1 - abar_t) eps
+
+* Writing ``z = y - p`` turns this into the ordinary DDPM forward process
+  ``z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps``. Every reverse step below is
+  therefore the standard DDPM / DDIM step taken on ``z`` and shifted back by
+  ``p``. For DDPM this is exactly CARD's posterior (CARD eq. 5-6): its three
+  coefficients ``gamma_0, gamma_1, gamma_2`` are the DDPM posterior coefficients
+  ``c_0, c_1`` and ``1 - c_0 - c_1``.
+
+Timesteps are 0-based indices ``t = 0 .. T-1`` into the schedule tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "NoiseSchedule",
+    "antithetic_timesteps",
+    "inference_timesteps",
+    "make_betas",
+    "reverse_chain",
+]
+
+
+def make_betas(
+    kind: str, n_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> torch.Tensor:
+    """Return the float64 beta schedule of length ``n_timesteps``.
+
+    ``"linear"`` is DDPM's schedule from ``beta_start`` to ``beta_end`` (DiffMIC's
+    default, 1e-4 to 0.02 over T = 1000). ``"cosine"`` is Nichol & Dhariwal's
+    (2021, eq. 17) with offset ``s = 0.008`` and betas clipped at 0.999.
+    """
+    if n_timesteps < 1:
+        raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}.")
+    if kind == "linear":
+        return torch.linspace(beta_start, beta_end, n_timesteps, dtype=torch.float64)
+    if kind == "cosine":
+        s = 0.008
+        steps = torch.arange(n_timesteps + 1, dtype=torch.float64) / n_timesteps
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        abar = f / f[0]
+        return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+    raise ValueError(f"Unknown beta schedule {kind!r}; expected 'linear' or 'cosine'.")
+
+
+def antithetic_timesteps(
+    n: int, n_timesteps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw ``n`` timesteps in antithetic pairs ``(t, T - 1 - t)`` (CARD, DiffMIC)."""
+    half = torch.randint(0, n_timesteps, ((n + 1) // 2,), generator=generator)
+    return torch.cat([half, n_timesteps - 1 - half])[:n]
+
+
+def inference_timesteps(n_timesteps: int, n_steps: int | None) -> list[int]:
+    """Decreasing timesteps visited by the reverse chain.
+
+    ``n_steps=None`` (or ``>= n_timesteps``) gives the full chain ``T-1, ..., 0``;
+    otherwise ``n_steps`` evenly strided steps from ``T-1`` (ending at ``t = 0``
+    when ``n_steps > 1``); each DDIM step jumps to the next, the last to ``y_0``.
+    """
+    if n_steps is None or n_steps >= n_timesteps:
+        return list(range(n_timesteps - 1, -1, -1))
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}.")
+    grid = torch.linspace(n_timesteps - 1, 0, n_steps, dtype=torch.float64)
+    steps = sorted({int(round(v)) for v in grid.tolist()}, reverse=True)
+    return steps
+
+
+def _gather(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor):
+    """Schedule value(s) at ``t``, shaped to broadcast against ``like``."""
+    if isinstance(t, int):
+        return values[t].to(like.dtype)
+    out = values.to(like.device)[t.to(like.device)].to(like.dtype)
+    return out.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class NoiseSchedule:
+    """A diffusion schedule and the maths on it.
+
+    Parameters
+    ----------
+    betas : torch.Tensor
+        Float64 tensor of shape ``(T,)``, values in (0, 1).
+    """
+
+    betas: torch.Tensor
+
+    def __post_init__(self):
+        self.betas = self.betas.to(torch.float64)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+
+    @classmethod
+    def create(cls, kind: str = "linear", n_timesteps: int = 1000) -> NoiseSchedule:
+        return cls(make_betas(kind, n_timesteps))
+
+    @property
+    def n_timesteps(self) -> int:
+        return int(self.betas.shape[0])
+
+    def abar(self, t, like):
+        return _gather(self.alphas_cumprod, t, like)
+
+    def abar_prev(self, t, like):
+        """``abar_{t-1}`` with ``abar_{-1} = 1`` (the clean data)."""
+        prev = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod[:-1]])
+        return _gather(prev, t, like)
+
+    # -- forward process ---------------------------------------------------------
+    def q_sample(self, y0, prior, t, noise):
+        """Noisy labels ``y_t`` (CARD eq. 2): prior-mean forward process."""
+        a = self.abar(t, y0)
+        return a.sqrt() * y0 + (1 - a.sqrt()) * prior + (1 - a).sqrt() * noise
+
+    def predict_y0(self, y_t, prior, t, eps):
+        """Invert ``q_sample`` for ``y_0`` given a noise estimate."""
+        a = self.abar(t, y_t)
+        return prior + (y_t - prior - (1 - a).sqrt() * eps) / a.sqrt()
+
+    # -- reverse steps -----------------------------------------------------------
+    def ddpm_step(self, y_t, prior, t: int, eps, noise=None):
+        """One ancestral step ``y_t -> y_{t-1}`` of CARD's reverse process.
+
+        Posterior mean ``p + c0 (y0_hat - p) + c1 (y_t - p)`` with
+        ``c0 = beta_t sqrt(abar_{t-1}) / (1 - abar_t)``,
+        ``c1 = sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)``, and variance
+        ``beta_tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)``. At ``t = 0``
+        the step returns ``y0_hat`` itself (CARD's ``p_sample_t_1to0``).
+        """
+        y0_hat = self.predict_y0(y_t, prior, t, eps)
+        if t == 0:
+            return y0_hat
+        a, a_prev = self.abar(t, y_t), self.abar_prev(t, y_t)
+        beta = _gather(self.betas, t, y_t)
+        alpha = 1 - beta
+        c0 = beta * a_prev**0.5 / (1 - a)
+        c1 = alpha**0.5 * (1 - a_prev) / (1 - a)
+        mean = prior + c0 * (y0_hat - prior) + c1 * (y_t - prior)
+        if noise is None:
+            return mean
+        var = beta * (1 - a_prev) / (1 - a)
+        return mean + var**0.5 * noise
+
+    def ddim_step(self, y_t, prior, t: int, t_next: int, eps, eta=0.0, noise=None):
+        """One DDIM step ``y_t -> y_{t_next}`` (Song et al. 2021, eq. 12).
+
+        Taken on ``z = y - p``: ``z_next = sqrt(abar_next) z0_hat +
+        sqrt(1 - abar_next - sigma^2) eps + sigma * noise`` with
+        ``sigma = eta sqrt((1 - abar_next) / (1 - abar_t)) sqrt(1 - abar_t / abar_next)``.
+        ``t_next = -1`` means the clean data (``abar = 1``): the step returns ``y0_hat``.
+        """
+        y0_hat = self.predict_y0(y_t, prior, t, eps)
+        if t_next < 0:
+            return y0_hat
+        a = self.abar(t, y_t)
+        a_next = self.abar(t_next, y_t)
+        sigma = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)) ** 0.5
+        direction = (1 - a_next - sigma**2).clamp(min=0) ** 0.5 * eps
+        out = prior + a_next**0.5 * (y0_hat - prior) + direction
+        if noise is not None and eta > 0:
+            out = out + sigma * noise
+        return out
+
+
+def reverse_chain(schedule: NoiseSchedule, eps_fn, prior, noise, *, sampler="ddim",
+                  n_steps=10, eta=0.0):
+    """Run the reverse process from ``y_T ~ N(p, I)`` to ``y_0``.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    eps_fn : callable ``(y_t, t) -> eps_hat``
+        The noise estimate at integer timestep ``t`` (the denoiser's label head
+        with the image features and prior bound in).
+    prior : torch.Tensor of shape (B, K)
+        The chain's mean ``p``.
+    noise : torch.Tensor of shape (B, S, K)
+        Standard normal draws: ``noise[:, 0]`` starts the chain and
+        ``noise[:, i]`` is the fresh noise of step ``i`` (stochastic steps
+        only). ``S`` must be at least ``1 + number of steps``.
+    sampler : {"ddim", "ddpm"}
+        ``"ddim"`` takes ``n_steps`` strided DDIM steps; ``"ddpm"`` the full
+        ancestral chain (``n_steps`` ignored).
+    eta : float
+        DDIM stochasticity (0: deterministic).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, K)
+        The denoised label vectors ``y_0``.
+    """
+    if sampler == "ddpm":
+        steps = inference_timesteps(schedule.n_timesteps, None)
+    elif sampler == "ddim":
+        steps = inference_timesteps(schedule.n_timesteps, n_steps)
+    else:
+        raise ValueError(f"Unknown sampler {sampler!r}; expected 'ddim' or 'ddpm'.")
+    if noise.shape[1] < len(steps) + 1 and (sampler == "ddpm" or eta > 0):
+        raise ValueError(f"Need {len(steps) + 1} noise draws, got {noise.shape[1]}.")
+    y = prior + noise[:, 0]
+    for i, t in enumerate(steps):
+        eps = eps_fn(y, t)
+        if sampler == "ddpm":
+            y = schedule.ddpm_step(y, prior, t, eps, noise=noise[:, i + 1])
+        else:
+            t_next = steps[i + 1] if i + 1 < len(steps) else -1
+            step_noise = noise[:, i + 1] if eta > 0 else None
+            y = schedule.ddim_step(y, prior, t, t_next, eps, eta=eta, noise=step_noise)
+    return y

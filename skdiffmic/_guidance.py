@@ -1,0 +1,202 @@
+"""The dual-granularity conditional guidance (DCG) model of DiffMIC.
+
+A GMIC-style network (Shen et al. 2021) giving two coarse predictions:
+
+* global: backbone feature map -> 1x1 conv -> one class activation map (CAM) per
+  class -> top-t% mean of each CAM = global logits ``y_g``;
+* local: the CAMs, min-max normalised per class and summed, form a saliency map;
+  ``n_crops`` windows are chosen greedily on it (highest mean saliency, mask it,
+  repeat), cut from the input image (all channels), encoded by a second CNN and
+  pooled by gated attention (Ilse et al. 2018) into the local logits ``y_l``.
+
+The fused prior is ``(y_g + y_l) / 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._backbones import create_feature_encoder, create_pooled_encoder
+
+__all__ = [
+    "DCGModel",
+    "GatedAttention",
+    "GuidanceOutput",
+    "cut_crops",
+    "saliency_map",
+    "select_windows",
+    "top_t_aggregate",
+]
+
+
+class GuidanceOutput(NamedTuple):
+    """Logits of the DCG model, each ``(B, n_classes)``."""
+
+    fused: torch.Tensor
+    global_: torch.Tensor
+    local: torch.Tensor
+
+
+def top_t_aggregate(cam: torch.Tensor, top_t: float = 1.0) -> torch.Tensor:
+    """Mean of the top ``top_t`` fraction of each CAM: ``(B, K, h, w) -> (B, K)``.
+
+    ``top_t = 1`` (the reference setting) is the plain spatial mean.
+    """
+    flat = cam.flatten(2)
+    k = max(1, int(math.ceil(top_t * flat.shape[-1])))
+    if k >= flat.shape[-1]:
+        return flat.mean(-1)
+    return flat.topk(k, dim=-1).values.mean(-1)
+
+
+def saliency_map(cam: torch.Tensor) -> torch.Tensor:
+    """Per-class min-max normalised CAMs summed over classes: ``(B, K, h, w) -> (B, h, w)``."""
+    flat = cam.flatten(2)
+    lo = flat.min(-1, keepdim=True).values
+    hi = flat.max(-1, keepdim=True).values
+    norm = (flat - lo) / (hi - lo).clamp_min(1e-12)
+    return norm.sum(1).view(cam.shape[0], *cam.shape[2:])
+
+
+def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: int):
+    """Greedy ROI selection on a saliency map.
+
+    The map is upsampled (bilinear) to the image resolution; each of the
+    ``n_crops`` rounds takes the ``crop_size`` window with the highest saliency
+    sum (found for all windows at once from an integral image), then zeroes
+    that window so that the next round looks elsewhere. Vectorised over the
+    batch.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, n_crops, 2), int64
+        Top-left ``(row, col)`` of each window in image pixels.
+    """
+    height, width = image_hw
+    c = int(crop_size)
+    if c > height or c > width:
+        raise ValueError(f"crop_size={c} is larger than the image ({height}x{width}).")
+    sal = F.interpolate(
+        saliency[:, None].float(), size=(height, width), mode="bilinear",
+        align_corners=False,
+    )[:, 0].double()
+    batch = sal.shape[0]
+    n_rows, n_cols = height - c + 1, width - c + 1
+    rows = torch.arange(height, device=sal.device).view(1, -1, 1)
+    cols = torch.arange(width, device=sal.device).view(1, 1, -1)
+    corners = []
+    for _ in range(n_crops):
+        integral = F.pad(sal.cumsum(1).cumsum(2), (1, 0, 1, 0))
+        sums = (
+            integral[:, c:, c:] - integral[:, :-c, c:]
+            - integral[:, c:, :-c] + integral[:, :-c, :-c]
+        )
+        best = sums[:, :n_rows, :n_cols].reshape(batch, -1).argmax(1)
+        r, q = best // n_cols, best % n_cols
+        corners.append(torch.stack([r, q], 1))
+        inside = (
+            (rows >= r.view(-1, 1, 1)) & (rows < r.view(-1, 1, 1) + c)
+            & (cols >= q.view(-1, 1, 1)) & (cols < q.view(-1, 1, 1) + c)
+        )
+        sal = sal.masked_fill(inside, 0.0)
+    return torch.stack(corners, 1)
+
+
+def cut_crops(images: torch.Tensor, corners: torch.Tensor, crop_size: int):
+    """Cut square crops from all channels with one gather, no Python loop.
+
+    ``images (B, C, H, W)`` and ``corners (B, K, 2)`` give ``(B, K, C, c, c)``.
+    """
+    batch, n_crops = corners.shape[:2]
+    offsets = torch.arange(crop_size, device=images.device)
+    ys = (corners[..., 0:1] + offsets).view(batch, n_crops, crop_size, 1)
+    xs = (corners[..., 1:2] + offsets).view(batch, n_crops, 1, crop_size)
+    b = torch.arange(batch, device=images.device).view(batch, 1, 1, 1)
+    crops = images.permute(0, 2, 3, 1)[b, ys, xs]  # (B, K, c, c, C)
+    return crops.permute(0, 1, 4, 2, 3)
+
+
+class GatedAttention(nn.Module):
+    """Gated attention MIL pooling (Ilse et al. 2018, eq. 9).
+
+    ``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``, ``z = sum_k a_k h_k``.
+    """
+
+    def __init__(self, in_dim: int, attn_dim: int = 128):
+        super().__init__()
+        self.V = nn.Linear(in_dim, attn_dim)
+        self.U = nn.Linear(in_dim, attn_dim)
+        self.w = nn.Linear(attn_dim, 1)
+
+    def forward(self, h: torch.Tensor):
+        """``h (B, K, F)`` -> pooled ``z (B, F)`` and weights ``a (B, K)``."""
+        scores = self.w(torch.tanh(self.V(h)) * torch.sigmoid(self.U(h))).squeeze(-1)
+        attn = scores.softmax(-1)
+        return (attn.unsqueeze(-1) * h).sum(1), attn
+
+
+class DCGModel(nn.Module):
+    """Dual-granularity conditional guidance network.
+
+    Parameters
+    ----------
+    backbone : str
+        timm model name, used for both the global and the local (crop) encoder.
+    n_classes, in_chans, image_size : int
+        Output classes, input channels and (square) input size in pixels.
+    crop_size, n_crops : int
+        ROI window size in pixels and number of windows.
+    pretrained : False or path
+        Local weights file loaded into both encoders.
+    top_t : float
+        Fraction of CAM cells averaged into the global logits.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        n_classes: int,
+        in_chans: int,
+        image_size: int,
+        crop_size: int,
+        n_crops: int,
+        pretrained=False,
+        top_t: float = 1.0,
+        attn_dim: int = 128,
+    ):
+        super().__init__()
+        self.crop_size = int(crop_size)
+        self.n_crops = int(n_crops)
+        self.top_t = float(top_t)
+        self.global_encoder, chans, _ = create_feature_encoder(
+            backbone, in_chans=in_chans, image_size=image_size, pretrained=pretrained
+        )
+        self.cam_head = nn.Conv2d(chans, n_classes, kernel_size=1)
+        self.local_encoder, local_dim = create_pooled_encoder(
+            backbone, in_chans=in_chans, pretrained=pretrained
+        )
+        self.attention = GatedAttention(local_dim, attn_dim)
+        self.local_head = nn.Linear(local_dim, n_classes)
+
+    def forward(self, x: torch.Tensor, return_details: bool = False):
+        cam = self.cam_head(self.global_encoder(x)[-1])
+        y_global = top_t_aggregate(cam, self.top_t)
+        with torch.no_grad():
+            corners = select_windows(
+                saliency_map(cam.detach()), x.shape[-2:], self.crop_size, self.n_crops
+            )
+        crops = cut_crops(x, corners, self.crop_size)
+        batch = x.shape[0]
+        h = self.local_encoder(crops.flatten(0, 1)).view(batch, self.n_crops, -1)
+        z, attn = self.attention(h)
+        y_local = self.local_head(z)
+        out = GuidanceOutput((y_global + y_local) / 2, y_global, y_local)
+        if return_details:
+            return out, {"cam": cam, "corners": corners, "attention": attn}
+        return out

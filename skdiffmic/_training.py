@@ -1,0 +1,249 @@
+"""The fit loop: DCG warm-up, then joint diffusion training with EMA.
+
+Stage 1 pre-trains the guidance (DCG) model with cross-entropy on its fused
+logits. Stage 2 trains the denoiser on the dual-guidance objective and keeps
+training the DCG model with one cross-entropy step per batch. One forward pass
+of each network per batch: the DCG pass that gives the priors is the one the
+cross-entropy step back-propagates through (the priors are detached), and the
+denoiser's image features are shared by the fused, global and local paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._diffusion import NoiseSchedule, antithetic_timesteps
+from ._losses import gaussian_mmd
+
+__all__ = ["TrainConfig", "ModelEMA", "fit_diffmic", "iter_batches", "autocast"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of :func:`fit_diffmic` (see the estimator's docs)."""
+
+    max_epochs: int
+    guidance_epochs: int
+    batch_size: int
+    learning_rate: float
+    guidance_learning_rate: float
+    mmd_weight: float
+    guidance: str
+    ema_decay: float
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    verbose: int = 0
+
+
+class ModelEMA:
+    """Exponential moving average of a module's parameters.
+
+    The decay ramps up as ``min(decay, (1 + k) / (10 + k))`` after ``k``
+    updates so that short runs are not dominated by the random initialisation;
+    buffers (BatchNorm statistics) are copied. ``decay=0`` keeps the raw weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for shadow, p in zip(self.module.parameters(), model.parameters()):
+            shadow.lerp_(p.detach(), 1.0 - d)
+        for shadow, b in zip(self.module.buffers(), model.buffers()):
+            shadow.copy_(b)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA when supported; a no-op context elsewhere."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def iter_batches(images, indices, batch_size, preprocess, device):
+    """Yield ``(positions, network-ready tensor)`` for consecutive slices of ``indices``."""
+    indices = np.asarray(indices)
+    cuda = device.type == "cuda"
+    for start in range(0, len(indices), batch_size):
+        pos = indices[start : start + batch_size]
+        batch = images.load(pos)
+        if cuda:
+            batch = batch.pin_memory().to(device, non_blocking=True)
+        batch = preprocess(batch)
+        if cuda:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        yield pos, batch
+
+
+def _epoch_order(n, batch_size, generator):
+    """Shuffled indices for one epoch, with no trailing batch of a single image.
+
+    BatchNorm cannot train on one sample, so a last batch of one is dropped
+    (that image is seen again in the next epoch's shuffle).
+    """
+    order = torch.randperm(n, generator=generator).numpy()
+    if n > 1 and n % batch_size == 1:
+        order = order[:-1]
+    return order
+
+
+def _lr_lambda(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(round(warmup_fraction * total_steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def fit_diffmic(
+    dcg: nn.Module,
+    denoiser: nn.Module,
+    images,
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    schedule: NoiseSchedule,
+    preprocess,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+):
+    """Train ``dcg`` and ``denoiser`` in place.
+
+    Parameters
+    ----------
+    images : ArrayImages-like
+        Training images (``len`` and ``load(indices)``).
+    y : ndarray of shape (n,)
+        Class indices in ``[0, n_classes)``.
+
+    Returns
+    -------
+    ema : ModelEMA
+        The moving average of the denoiser, used for prediction.
+    history : list of dict
+        One record per epoch: stage, losses and wall time.
+    """
+    n = len(images)
+    y_all = torch.as_tensor(y, dtype=torch.long)
+    guidance_opt = torch.optim.Adam(
+        dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True
+    )
+    total_epochs = config.guidance_epochs + config.max_epochs
+    history: list[dict] = []
+    bar = tqdm(
+        total=total_epochs, disable=not config.verbose, desc="DiffMIC", unit="epoch"
+    )
+
+    # Stage 1: DCG pre-training.
+    for epoch in range(config.guidance_epochs):
+        start = time.perf_counter()
+        dcg.train()
+        losses = []
+        order = _epoch_order(n, config.batch_size, generator)
+        for pos, x in iter_batches(images, order, config.batch_size, preprocess, device):
+            target = y_all[pos].to(device)
+            with autocast(device):
+                logits = dcg(x).fused
+            loss = F.cross_entropy(logits.float(), target)
+            guidance_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            guidance_opt.step()
+            losses.append(loss.item())
+        record = {
+            "epoch": epoch + 1,
+            "stage": "guidance",
+            "guidance_loss": float(np.mean(losses)),
+            "time": time.perf_counter() - start,
+        }
+        history.append(record)
+        bar.set_postfix(stage="guidance", ce=f"{record['guidance_loss']:.4f}")
+        bar.update(1)
+
+    # Stage 2: joint diffusion training.
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = max(1, steps_per_epoch * config.max_epochs)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, config.warmup_fraction)
+    )
+    ema = ModelEMA(denoiser, config.ema_decay)
+    dual = config.guidance == "dual"
+    eye = torch.eye(n_classes, device=device)
+    for epoch in range(config.max_epochs):
+        start = time.perf_counter()
+        dcg.train()
+        denoiser.train()
+        sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
+        n_batches = 0
+        order = _epoch_order(n, config.batch_size, generator)
+        for pos, x in iter_batches(images, order, config.batch_size, preprocess, device):
+            target = y_all[pos].to(device)
+            b = len(pos)
+            # One DCG pass: its cross-entropy step, and its detached priors.
+            with autocast(device):
+                guide = dcg(x)
+            ce = F.cross_entropy(guide.fused.float(), target)
+            guidance_opt.zero_grad(set_to_none=True)
+            ce.backward()
+            guidance_opt.step()
+            priors = [g.detach().float().softmax(-1) for g in guide]
+
+            y0 = eye[target]
+            t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
+            eps = torch.randn(b, n_classes, generator=generator).to(device)
+            with autocast(device):
+                features = denoiser.encode(x)
+                y_t = schedule.q_sample(y0, priors[0], t, eps)
+                eps_fused = denoiser.head(features, y_t, priors[0], t)
+                mse = F.mse_loss(eps_fused.float(), eps)
+                mmd = torch.zeros((), device=device)
+                if dual:
+                    for prior in priors[1:]:
+                        y_t_path = schedule.q_sample(y0, prior, t, eps)
+                        eps_path = denoiser.head(features, y_t_path, prior, t)
+                        mmd = mmd + gaussian_mmd(eps, eps_path.float())
+                loss = mse + config.mmd_weight * mmd
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            ema.update(denoiser)
+
+            n_batches += 1
+            sums["diffusion_loss"] += loss.item()
+            sums["mse"] += mse.item()
+            sums["mmd"] += mmd.item()
+            sums["guidance_loss"] += ce.item()
+        record = {"epoch": config.guidance_epochs + epoch + 1, "stage": "diffusion"}
+        record.update({k: v / max(1, n_batches) for k, v in sums.items()})
+        record["time"] = time.perf_counter() - start
+        history.append(record)
+        bar.set_postfix(
+            stage="diffusion",
+            loss=f"{record['diffusion_loss']:.4f}",
+            ce=f"{record['guidance_loss']:.4f}",
+        )
+        bar.update(1)
+    bar.close()
+    return ema, history

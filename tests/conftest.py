@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from skdiffmic import DiffMICClassifier
+
+TINY = dict(
+    backbone="test_resnet",
+    hidden_dim=32,
+    n_timesteps=100,
+    max_epochs=2,
+    guidance_epochs=1,
+    batch_size=8,
+    random_state=0,
+)
+
+
+def tiny(**overrides):
+    """A DiffMICClassifier small enough for a 2-core CPU test suite."""
+    return DiffMICClassifier(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def images():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8)
+    y = np.array(["benign", "malignant", "naevus"] * 8)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def fitted(images):
+    X, y = images
+    return tiny().fit(X, y)

@@ -1,0 +1,222 @@
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skdiffmic import DiffMICClassifier
+
+from tests.conftest import tiny
+
+
+def test_fit_predict_shapes_and_labels(images, fitted):
+    X, y = images
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
+    assert np.all(proba >= 0)
+    pred = fitted.predict(X)
+    assert pred.dtype == fitted.classes_.dtype
+    np.testing.assert_array_equal(pred, fitted.classes_[proba.argmax(1)])
+    assert set(pred) <= set(y)
+    np.testing.assert_array_equal(fitted.classes_, ["benign", "malignant", "naevus"])
+    assert 0 <= fitted.score(X, y) <= 1
+
+
+def test_fitted_attributes(fitted):
+    assert fitted.image_shape_ == (16, 16, 3)
+    assert fitted.image_size_ == 16 and fitted.crop_size_ == 4
+    assert fitted.n_iter_ == 2
+    stages = [r["stage"] for r in fitted.history_]
+    assert stages == ["guidance", "diffusion", "diffusion"]
+    assert all(np.isfinite(r["guidance_loss"]) for r in fitted.history_)
+    assert fitted.history_[-1]["mmd"] > 0  # dual guidance trains the MMD paths
+
+
+def test_integer_labels_grayscale_and_float_images():
+    rng = np.random.default_rng(1)
+    X = rng.random((12, 20, 20))
+    y = np.array([3, 7] * 6)
+    clf = tiny(max_epochs=1).fit(X, y)
+    assert clf.image_shape_ == (20, 20, 1)
+    assert set(clf.predict(X)) <= {3, 7}
+    assert clf.predict(X).dtype.kind == "i"
+
+
+def test_predictions_are_reproducible_with_random_state(images):
+    X, y = images
+    p1 = tiny().fit(X, y).predict_proba(X)
+    p2 = tiny().fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+    p3 = tiny(random_state=1).fit(X, y).predict_proba(X)
+    assert not np.allclose(p1, p3)
+
+
+def test_fit_leaves_the_global_torch_rng_alone(images):
+    X, y = images
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    tiny(max_epochs=1).fit(X, y)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_predictions_do_not_depend_on_order_or_batch(images, fitted):
+    X, _ = images
+    full = fitted.predict_proba(X)
+    order = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_allclose(fitted.predict_proba(X[order]), full[order], atol=1e-5)
+    pieces = np.vstack([fitted.predict_proba(X[i : i + 5]) for i in range(0, len(X), 5)])
+    np.testing.assert_allclose(pieces, full, atol=1e-5)
+
+
+def test_ddpm_sampler_and_step_count(images, fitted):
+    X, _ = images
+    clf = clone(fitted).set_params(sampler="ddpm")
+    clf.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    assert clf._n_head_evaluations() == 100
+    proba = clf.predict_proba(X[:4])
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    fitted_steps = fitted._n_head_evaluations()
+    assert fitted_steps == 10
+
+
+def test_fused_guidance_has_no_mmd_paths(images):
+    X, y = images
+    clf = tiny(guidance="fused", max_epochs=1).fit(X, y)
+    assert clf.history_[-1]["mmd"] == 0.0
+    assert clf.predict(X).shape == (len(X),)
+
+
+def test_prior_probabilities(images, fitted):
+    X, _ = images
+    for granularity in ("fused", "global", "local"):
+        proba = fitted.predict_prior_proba(X, granularity=granularity)
+        assert proba.shape == (len(X), 3)
+        np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="granularity"):
+        fitted.predict_prior_proba(X, granularity="medium")
+
+
+def test_pickle_and_joblib_round_trip(images, fitted):
+    X, _ = images
+    expected = fitted.predict_proba(X)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(X), expected)
+    buffer = io.BytesIO()
+    joblib.dump(fitted, buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(joblib.load(buffer).predict_proba(X), expected)
+
+
+def test_pickled_state_holds_only_cpu_tensors(fitted):
+    state = fitted.__getstate__()
+    for name in ("guidance_model_", "denoiser_"):
+        assert all(p.device.type == "cpu" for p in state[name].state_dict().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_model_fitted_on_cuda_unpickles_on_cpu(images):
+    X, y = images
+    clf = tiny(device="cuda").fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    for name in ("guidance_model_", "denoiser_"):
+        assert all(p.device.type == "cpu" for p in getattr(restored, name).parameters())
+    restored.set_params(device="cpu")
+    assert restored.predict(X).shape == (len(X),)
+
+
+def test_verbose_shows_progress_and_silent_by_default(images, capsys):
+    X, y = images
+    tiny(max_epochs=1, guidance_epochs=0).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    tiny(max_epochs=1, guidance_epochs=1, verbose=1).fit(X, y)
+    err = capsys.readouterr().err
+    assert "DiffMIC" in err and "loss=" in err and "2/2" in err
+
+
+def test_clone_gridsearch_cross_val_and_pipeline(images):
+    X, y = images
+    base = tiny(max_epochs=1)
+    cloned = clone(base)
+    assert cloned.get_params() == base.get_params()
+
+    search = GridSearchCV(base, {"mmd_weight": [0.1, 0.5]}, cv=2).fit(X, y)
+    assert search.best_params_["mmd_weight"] in (0.1, 0.5)
+    assert len(search.cv_results_["mean_test_score"]) == 2
+
+    cv = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
+    scores = cross_val_score(base, X, y, cv=cv)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+    pipe = make_pipeline(FunctionTransformer(lambda a: a / 255.0), base).fit(X, y)
+    assert set(pipe.predict(X)) <= set(y)
+
+
+def test_invalid_parameters_are_named():
+    X = np.zeros((4, 16, 16), dtype=np.uint8)
+    y = [0, 1, 0, 1]
+    with pytest.raises(InvalidParameterError, match="sampler"):
+        DiffMICClassifier(sampler="euler").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="mmd_weight"):
+        DiffMICClassifier(mmd_weight=-1).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown timm backbone"):
+        tiny(backbone="no_such_net").fit(X, y)
+    with pytest.raises(FileNotFoundError, match="weights file"):
+        tiny(pretrained="/nonexistent/weights.pth").fit(X, y)
+    with pytest.raises(ValueError, match="network"):
+        tiny(pretrained=True).fit(X, y)
+
+
+def test_bad_inputs_fail_before_training():
+    y = [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        tiny().fit(np.zeros((3, 16, 16)), y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        tiny().fit(np.zeros((4, 16, 16)), [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        X = np.zeros((4, 16, 16))
+        X[2, 3, 3] = np.nan
+        tiny().fit(X, y)
+    with pytest.raises(ValueError, match="dimension"):
+        tiny().fit(np.zeros(4), y)
+    with pytest.raises(TypeError, match="dtype"):
+        tiny().fit(np.array([["a"] * 4] * 4, dtype=object), y)
+    with pytest.raises(ValueError, match="channels-last"):
+        tiny().fit(np.zeros((4, 3, 16, 16)), y)
+
+
+def test_predict_checks(images, fitted):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        tiny().predict(images[0])
+    with pytest.raises(ValueError, match="channel"):
+        fitted.predict(np.zeros((2, 16, 16)))
+    # Another size is resized to the fitted network input.
+    assert fitted.predict(np.zeros((2, 24, 30, 3), dtype=np.uint8)).shape == (2,)
+
+
+def test_pretrained_weights_from_a_local_file(tmp_path, images):
+    import timm
+
+    X, y = images
+    source = timm.create_model("test_resnet")
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    clf = tiny(pretrained=str(path), max_epochs=1, guidance_epochs=0,
+               learning_rate=1e-12).fit(X, y)
+    # With a vanishing learning rate the denoiser's encoder still holds the file's
+    # weights (the EMA of nearly constant weights).
+    loaded = clf.denoiser_.encoder.conv1[0].weight if hasattr(
+        clf.denoiser_.encoder.conv1, "__getitem__") else clf.denoiser_.encoder.conv1.weight
+    first = next(iter(source.state_dict().values()))
+    assert loaded.shape == first.shape
+    torch.testing.assert_close(loaded, first, atol=1e-6, rtol=0)

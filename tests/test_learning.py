@@ -1,0 +1,25 @@
+"""DiffMIC must learn a task where the class is visible only in a small region."""
+
+import numpy as np
+import pytest
+
+from skdiffmic import DiffMICClassifier
+from skdiffmic.datasets import make_lesions
+
+
+@pytest.mark.slow
+def test_learns_a_local_structure_and_denoising_does_not_lose_to_the_prior():
+    X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
+    X_train, y_train, X_test, y_test = X[:300], y[:300], X[300:], y[300:]
+    clf = DiffMICClassifier(
+        backbone="test_resnet",
+        hidden_dim=64,
+        guidance_epochs=6,
+        max_epochs=15,
+        batch_size=32,
+        random_state=0,
+    ).fit(X_train, y_train)
+    diffusion_acc = np.mean(clf.predict(X_test) == y_test)
+    prior_acc = np.mean(clf.predict_prior_proba(X_test).argmax(1) == y_test)
+    assert diffusion_acc >= 0.9
+    assert diffusion_acc >= prior_acc - 1e-12
