@@ -1,4 +1,4 @@
-"""skdiffmic: DiffMIC, the dual-guidance diffusion classifier, as a scikit-learn estimator."""
+"""skdiffmic: DiffMIC, dual-guidance diffusion classification, for scikit-learn."""
 
 from ._classifier import DiffMICClassifier
 

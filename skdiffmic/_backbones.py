@@ -86,7 +86,9 @@ def create_feature_encoder(
     a list holding one feature map of shape ``(B, channels, H/r, W/r)``.
     """
     stage, reduction, chans = cam_stage(name, image_size)
-    model = _create(name, in_chans, pretrained, features_only=True, out_indices=(stage,))
+    model = _create(
+        name, in_chans, pretrained, features_only=True, out_indices=(stage,)
+    )
     return model, chans, reduction
 
 

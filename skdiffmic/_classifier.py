@@ -37,7 +37,9 @@ def _resolve_device(name: str, *, for_fit: bool) -> torch.device:
         raise ValueError(f"Invalid device {name!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         if for_fit:
-            raise ValueError(f"device={name!r} was requested but CUDA is not available.")
+            raise ValueError(
+                f"device={name!r} was requested but CUDA is not available."
+            )
         warnings.warn(
             f"device={name!r} is not available here; predicting on the CPU.",
             UserWarning,
@@ -310,20 +312,29 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         n_classes, in_chans = len(self.classes_), images.shape[2]
 
         rng = check_random_state(self.random_state)
-        init_seed, train_seed, sample_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 3))
+        init_seed, train_seed, sample_seed = (
+            int(s) for s in rng.randint(0, 2**31 - 1, 3)
+        )
         pretrained = False if self.pretrained in (False, None) else self.pretrained
         # Initialise the networks from our own seed without touching (or
         # leaving changed) the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             dcg = DCGModel(
-                self.backbone, n_classes=n_classes, in_chans=in_chans,
-                image_size=image_size, crop_size=crop_size, n_crops=self.n_crops,
+                self.backbone,
+                n_classes=n_classes,
+                in_chans=in_chans,
+                image_size=image_size,
+                crop_size=crop_size,
+                n_crops=self.n_crops,
                 pretrained=pretrained,
             )
             denoiser = ConditionalDenoiser(
-                self.backbone, n_classes=n_classes, in_chans=in_chans,
-                hidden_dim=self.hidden_dim, n_timesteps=self.n_timesteps,
+                self.backbone,
+                n_classes=n_classes,
+                in_chans=in_chans,
+                hidden_dim=self.hidden_dim,
+                n_timesteps=self.n_timesteps,
                 pretrained=pretrained,
             )
         dcg, denoiser = self._to_device(dcg, device), self._to_device(denoiser, device)
@@ -340,9 +351,15 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             verbose=self.verbose,
         )
         ema, history = fit_diffmic(
-            dcg, denoiser, images, encoder.transform(y),
-            n_classes=n_classes, schedule=self.schedule_,
-            preprocess=self._preprocess(in_chans), config=config, device=device,
+            dcg,
+            denoiser,
+            images,
+            encoder.transform(y),
+            n_classes=n_classes,
+            schedule=self.schedule_,
+            preprocess=self._preprocess(in_chans),
+            config=config,
+            device=device,
             generator=torch.Generator().manual_seed(train_seed),
         )
         self.guidance_model_ = dcg.eval()
@@ -408,9 +425,12 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                     return self.denoiser_.head(features, y_t, prior, t).float()
 
                 y0 = reverse_chain(
-                    self.schedule_, eps_fn, prior,
+                    self.schedule_,
+                    eps_fn,
+                    prior,
                     self._row_noise([seeds[i] for i in pos], n_draws, device),
-                    sampler=self.sampler, n_steps=self.n_inference_steps,
+                    sampler=self.sampler,
+                    n_steps=self.n_inference_steps,
                 )
             outputs.append(y0.float().cpu())
         return torch.cat(outputs).numpy().astype(np.float64)
@@ -488,7 +508,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         for name in _MODULES:
             module = state.get(name)
             if module is not None and any(
-                t.device.type != "cpu" for t in list(module.parameters()) + list(module.buffers())
+                t.device.type != "cpu"
+                for t in list(module.parameters()) + list(module.buffers())
             ):
                 state[name] = copy.deepcopy(module).cpu()
         return state

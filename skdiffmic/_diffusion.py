@@ -41,13 +41,17 @@ def make_betas(
     """Return the float64 beta schedule of length ``n_timesteps``.
 
     ``"linear"`` is DDPM's schedule from ``beta_start`` to ``beta_end`` (DiffMIC's
-    default, 1e-4 to 0.02 over T = 1000). ``"cosine"`` is Nichol & Dhariwal's
-    (2021, eq. 17) with offset ``s = 0.008`` and betas clipped at 0.999.
+    default, 1e-4 to 0.02 over T = 1000). For other ``T`` both ends are scaled
+    by ``1000 / T`` (as in Nichol & Dhariwal's code) so that ``abar_T`` stays
+    near zero and the chain still starts at the prior. ``"cosine"`` is Nichol &
+    Dhariwal's (2021, eq. 17) with offset ``s = 0.008`` and betas clipped at 0.999.
     """
     if n_timesteps < 1:
         raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}.")
     if kind == "linear":
-        return torch.linspace(beta_start, beta_end, n_timesteps, dtype=torch.float64)
+        scale = 1000.0 / n_timesteps
+        start, end = beta_start * scale, min(beta_end * scale, 0.999)
+        return torch.linspace(start, end, n_timesteps, dtype=torch.float64)
     if kind == "cosine":
         s = 0.008
         steps = torch.arange(n_timesteps + 1, dtype=torch.float64) / n_timesteps
@@ -162,8 +166,9 @@ class NoiseSchedule:
 
         Taken on ``z = y - p``: ``z_next = sqrt(abar_next) z0_hat +
         sqrt(1 - abar_next - sigma^2) eps + sigma * noise`` with
-        ``sigma = eta sqrt((1 - abar_next) / (1 - abar_t)) sqrt(1 - abar_t / abar_next)``.
-        ``t_next = -1`` means the clean data (``abar = 1``): the step returns ``y0_hat``.
+        ``sigma = eta sqrt((1 - abar_next) / (1 - abar_t))
+        sqrt(1 - abar_t / abar_next)``. ``t_next = -1`` means the clean data
+        (``abar = 1``): the step returns ``y0_hat``.
         """
         y0_hat = self.predict_y0(y_t, prior, t, eps)
         if t_next < 0:
@@ -178,8 +183,16 @@ class NoiseSchedule:
         return out
 
 
-def reverse_chain(schedule: NoiseSchedule, eps_fn, prior, noise, *, sampler="ddim",
-                  n_steps=10, eta=0.0):
+def reverse_chain(
+    schedule: NoiseSchedule,
+    eps_fn,
+    prior,
+    noise,
+    *,
+    sampler="ddim",
+    n_steps=10,
+    eta=0.0,
+):
     """Run the reverse process from ``y_T ~ N(p, I)`` to ``y_0``.
 
     Parameters

@@ -55,7 +55,7 @@ def top_t_aggregate(cam: torch.Tensor, top_t: float = 1.0) -> torch.Tensor:
 
 
 def saliency_map(cam: torch.Tensor) -> torch.Tensor:
-    """Per-class min-max normalised CAMs summed over classes: ``(B, K, h, w) -> (B, h, w)``."""
+    """Per-class min-max normalised CAMs, summed: ``(B, K, h, w) -> (B, h, w)``."""
     flat = cam.flatten(2)
     lo = flat.min(-1, keepdim=True).values
     hi = flat.max(-1, keepdim=True).values
@@ -82,7 +82,9 @@ def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: in
     if c > height or c > width:
         raise ValueError(f"crop_size={c} is larger than the image ({height}x{width}).")
     sal = F.interpolate(
-        saliency[:, None].float(), size=(height, width), mode="bilinear",
+        saliency[:, None].float(),
+        size=(height, width),
+        mode="bilinear",
         align_corners=False,
     )[:, 0].double()
     batch = sal.shape[0]
@@ -93,15 +95,19 @@ def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: in
     for _ in range(n_crops):
         integral = F.pad(sal.cumsum(1).cumsum(2), (1, 0, 1, 0))
         sums = (
-            integral[:, c:, c:] - integral[:, :-c, c:]
-            - integral[:, c:, :-c] + integral[:, :-c, :-c]
+            integral[:, c:, c:]
+            - integral[:, :-c, c:]
+            - integral[:, c:, :-c]
+            + integral[:, :-c, :-c]
         )
         best = sums[:, :n_rows, :n_cols].reshape(batch, -1).argmax(1)
         r, q = best // n_cols, best % n_cols
         corners.append(torch.stack([r, q], 1))
         inside = (
-            (rows >= r.view(-1, 1, 1)) & (rows < r.view(-1, 1, 1) + c)
-            & (cols >= q.view(-1, 1, 1)) & (cols < q.view(-1, 1, 1) + c)
+            (rows >= r.view(-1, 1, 1))
+            & (rows < r.view(-1, 1, 1) + c)
+            & (cols >= q.view(-1, 1, 1))
+            & (cols < q.view(-1, 1, 1) + c)
         )
         sal = sal.masked_fill(inside, 0.0)
     return torch.stack(corners, 1)

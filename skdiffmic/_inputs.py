@@ -107,9 +107,14 @@ def as_images(X, *, n_channels: int | None = None) -> ArrayImages:
         for start in range(0, X.shape[0], 256):
             chunk = X[start : start + 256]
             if not np.isfinite(chunk).all():
-                bad = start + int(np.flatnonzero(~np.isfinite(chunk).reshape(
-                    chunk.shape[0], -1).all(1))[0])
-                raise ValueError(f"Input contains NaN or infinity (first at image {bad}).")
+                bad = start + int(
+                    np.flatnonzero(
+                        ~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(1)
+                    )[0]
+                )
+                raise ValueError(
+                    f"Input contains NaN or infinity (first at image {bad})."
+                )
     images = ArrayImages(X)
     if n_channels is not None and images.shape[2] != n_channels:
         raise ValueError(
@@ -153,8 +158,11 @@ class Preprocess:
             batch = batch[..., top : top + side, left : left + side]
         if batch.shape[-1] != self.image_size:
             batch = F.interpolate(
-                batch, size=(self.image_size, self.image_size), mode="bilinear",
-                align_corners=False, antialias=True,
+                batch,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
         mean, std = self.mean.to(batch.device), self.std.to(batch.device)
         return (batch - mean) / std

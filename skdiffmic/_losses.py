@@ -29,7 +29,9 @@ def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = Non
         A scalar, ``>= 0`` up to rounding; 0 when ``x`` and ``y`` are the same.
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"Expected (n, d) and (m, d) tensors, got {x.shape}, {y.shape}.")
+        raise ValueError(
+            f"Expected (n, d) and (m, d) tensors, got {x.shape}, {y.shape}."
+        )
     bw = float(x.shape[1]) if bandwidth is None else float(bandwidth)
 
     def kernel_mean(a, b):

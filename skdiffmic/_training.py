@@ -72,11 +72,13 @@ class ModelEMA:
 def autocast(device: torch.device):
     """bf16 autocast on CUDA when supported; a no-op context elsewhere."""
     enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled
+    )
 
 
 def iter_batches(images, indices, batch_size, preprocess, device):
-    """Yield ``(positions, network-ready tensor)`` for consecutive slices of ``indices``."""
+    """Yield ``(positions, network-ready batch)`` over slices of ``indices``."""
     indices = np.asarray(indices)
     cuda = device.type == "cuda"
     for start in range(0, len(indices), batch_size):
@@ -160,7 +162,9 @@ def fit_diffmic(
         dcg.train()
         losses = []
         order = _epoch_order(n, config.batch_size, generator)
-        for pos, x in iter_batches(images, order, config.batch_size, preprocess, device):
+        for pos, x in iter_batches(
+            images, order, config.batch_size, preprocess, device
+        ):
             target = y_all[pos].to(device)
             with autocast(device):
                 logits = dcg(x).fused
@@ -196,7 +200,9 @@ def fit_diffmic(
         sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
         n_batches = 0
         order = _epoch_order(n, config.batch_size, generator)
-        for pos, x in iter_batches(images, order, config.batch_size, preprocess, device):
+        for pos, x in iter_batches(
+            images, order, config.batch_size, preprocess, device
+        ):
             target = y_all[pos].to(device)
             b = len(pos)
             # One DCG pass: its cross-entropy step, and its detached priors.

@@ -12,7 +12,6 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdiffmic import DiffMICClassifier
-
 from tests.conftest import tiny
 
 
@@ -72,7 +71,9 @@ def test_predictions_do_not_depend_on_order_or_batch(images, fitted):
     full = fitted.predict_proba(X)
     order = np.random.default_rng(0).permutation(len(X))
     np.testing.assert_allclose(fitted.predict_proba(X[order]), full[order], atol=1e-5)
-    pieces = np.vstack([fitted.predict_proba(X[i : i + 5]) for i in range(0, len(X), 5)])
+    pieces = np.vstack(
+        [fitted.predict_proba(X[i : i + 5]) for i in range(0, len(X), 5)]
+    )
     np.testing.assert_allclose(pieces, full, atol=1e-5)
 
 
@@ -211,12 +212,16 @@ def test_pretrained_weights_from_a_local_file(tmp_path, images):
     source = timm.create_model("test_resnet")
     path = tmp_path / "weights.pth"
     torch.save(source.state_dict(), path)
-    clf = tiny(pretrained=str(path), max_epochs=1, guidance_epochs=0,
-               learning_rate=1e-12).fit(X, y)
+    clf = tiny(
+        pretrained=str(path), max_epochs=1, guidance_epochs=0, learning_rate=1e-12
+    ).fit(X, y)
     # With a vanishing learning rate the denoiser's encoder still holds the file's
     # weights (the EMA of nearly constant weights).
-    loaded = clf.denoiser_.encoder.conv1[0].weight if hasattr(
-        clf.denoiser_.encoder.conv1, "__getitem__") else clf.denoiser_.encoder.conv1.weight
+    loaded = (
+        clf.denoiser_.encoder.conv1[0].weight
+        if hasattr(clf.denoiser_.encoder.conv1, "__getitem__")
+        else clf.denoiser_.encoder.conv1.weight
+    )
     first = next(iter(source.state_dict().values()))
     assert loaded.shape == first.shape
     torch.testing.assert_close(loaded, first, atol=1e-6, rtol=0)

@@ -9,13 +9,16 @@ def test_conditional_linear_scales_by_a_per_timestep_gain():
     t = torch.tensor([1, 7])
     expected = layer.embed.weight[t] * layer.lin(x)
     torch.testing.assert_close(layer(x, t), expected)
-    assert not torch.allclose(layer(x, torch.tensor([1, 1])), layer(x, torch.tensor([7, 7])))
+    assert not torch.allclose(
+        layer(x, torch.tensor([1, 1])), layer(x, torch.tensor([7, 7]))
+    )
 
 
 def _denoiser():
     torch.manual_seed(0)
-    return ConditionalDenoiser("test_resnet", n_classes=3, in_chans=3, hidden_dim=16,
-                               n_timesteps=50)
+    return ConditionalDenoiser(
+        "test_resnet", n_classes=3, in_chans=3, hidden_dim=16, n_timesteps=50
+    )
 
 
 def test_head_on_shared_features_equals_the_full_forward():
@@ -25,8 +28,9 @@ def test_head_on_shared_features_equals_the_full_forward():
     t = torch.tensor([0, 10, 20, 49])
     with torch.no_grad():
         features = model.encode(x)
-        torch.testing.assert_close(model.head(features, y_t, prior, t),
-                                   model(x, y_t, prior, t))
+        torch.testing.assert_close(
+            model.head(features, y_t, prior, t), model(x, y_t, prior, t)
+        )
         assert model.head(features, y_t, prior, 5).shape == (4, 3)
 
 
@@ -47,7 +51,10 @@ def test_output_depends_on_image_label_prior_and_time():
     t = torch.tensor([3, 3])
     with torch.no_grad():
         base = model(x, y_t, prior, t)
-        for changed in (model(x + 1, y_t, prior, t), model(x, y_t + 1, prior, t),
-                        model(x, y_t, prior.flip(-1), t),
-                        model(x, y_t, prior, torch.tensor([40, 40]))):
+        for changed in (
+            model(x + 1, y_t, prior, t),
+            model(x, y_t + 1, prior, t),
+            model(x, y_t, prior.flip(-1), t),
+            model(x, y_t, prior, torch.tensor([40, 40])),
+        ):
             assert not torch.allclose(base, changed)

@@ -107,7 +107,9 @@ def test_ddim_with_eta_one_and_unit_stride_is_ddpm(schedule, t):
     y0, prior, eps_true = _tensors(seed=t)
     y_t = schedule.q_sample(y0, prior, torch.full((5,), t), eps_true)
     eps_hat = eps_true + 0.1
-    noise = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=y_t.dtype)
+    noise = torch.randn(
+        5, 3, generator=torch.Generator().manual_seed(1), dtype=y_t.dtype
+    )
     ddpm = schedule.ddpm_step(y_t, prior, t, eps_hat, noise=noise)
     ddim = schedule.ddim_step(y_t, prior, t, t - 1, eps_hat, eta=1.0, noise=noise)
     np.testing.assert_allclose(ddim.numpy(), ddpm.numpy(), atol=1e-10)
@@ -121,8 +123,9 @@ def test_full_ddpm_chain_with_oracle_noise_recovers_y0(schedule):
         a = schedule.alphas_cumprod[t]
         return (y - a.sqrt() * y0 - (1 - a.sqrt()) * prior) / (1 - a).sqrt()
 
-    noise = torch.randn(4, 1001, 2, generator=torch.Generator().manual_seed(0),
-                        dtype=torch.float64)
+    noise = torch.randn(
+        4, 1001, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     out = reverse_chain(schedule, oracle, prior, noise, sampler="ddpm")
     np.testing.assert_allclose(out.numpy(), y0.numpy(), atol=1e-6)
 

@@ -75,8 +75,9 @@ def test_gated_attention_weights_are_a_distribution():
 
 def test_dcg_model_outputs_and_fused_prior():
     torch.manual_seed(0)
-    model = DCGModel("test_resnet", n_classes=3, in_chans=1, image_size=32,
-                     crop_size=8, n_crops=4).eval()
+    model = DCGModel(
+        "test_resnet", n_classes=3, in_chans=1, image_size=32, crop_size=8, n_crops=4
+    ).eval()
     with torch.no_grad():
         out, details = model(torch.randn(2, 1, 32, 32), return_details=True)
     assert out.fused.shape == out.global_.shape == out.local.shape == (2, 3)
@@ -87,8 +88,9 @@ def test_dcg_model_outputs_and_fused_prior():
 
 
 def test_dcg_model_trains_both_branches():
-    model = DCGModel("test_resnet", n_classes=2, in_chans=3, image_size=16,
-                     crop_size=4, n_crops=2)
+    model = DCGModel(
+        "test_resnet", n_classes=2, in_chans=3, image_size=16, crop_size=4, n_crops=2
+    )
     out = model(torch.randn(4, 3, 16, 16))
     out.fused.sum().backward()
     assert model.cam_head.weight.grad is not None

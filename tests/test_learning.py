@@ -15,7 +15,7 @@ def test_learns_a_local_structure_and_denoising_does_not_lose_to_the_prior():
         backbone="test_resnet",
         hidden_dim=64,
         guidance_epochs=6,
-        max_epochs=15,
+        max_epochs=25,
         batch_size=32,
         random_state=0,
     ).fit(X_train, y_train)

@@ -1,4 +1,4 @@
-"""Data sets: synthetic generators and loaders returning scikit-learn ``Bunch`` objects."""
+"""Data sets: synthetic generators and loaders of medical images."""
 
 from ._synthetic import make_lesions
 

@@ -14,7 +14,9 @@ def _smooth_noise(rng, n, size, cells):
     pos = np.linspace(0, cells, size)
     i0 = np.clip(pos.astype(int), 0, cells - 1)
     frac = pos - i0
-    rows = grid[:, i0] * (1 - frac)[None, :, None] + grid[:, i0 + 1] * frac[None, :, None]
+    rows = (
+        grid[:, i0] * (1 - frac)[None, :, None] + grid[:, i0 + 1] * frac[None, :, None]
+    )
     return rows[:, :, i0] * (1 - frac) + rows[:, :, i0 + 1] * frac
 
 
@@ -95,26 +97,35 @@ def make_lesions(
     cy = rng.uniform(margin, s - margin)
     cx = rng.uniform(margin, s - margin)
     aspect = rng.uniform(0.8, 1.25, size=n)
-    dist = np.sqrt(
-        ((yy - cy[:, None, None]) * aspect[:, None, None]) ** 2
-        + ((xx - cx[:, None, None]) / aspect[:, None, None]) ** 2
-    ) / radius[:, None, None]
+    dist = (
+        np.sqrt(
+            ((yy - cy[:, None, None]) * aspect[:, None, None]) ** 2
+            + ((xx - cx[:, None, None]) / aspect[:, None, None]) ** 2
+        )
+        / radius[:, None, None]
+    )
     lesion = np.clip((1.15 - dist) / 0.3, 0, 1)[..., None]
     brown = np.array([0.45, 0.28, 0.2]) + rng.uniform(-0.05, 0.05, size=(n, 1, 1, 3))
     img = img * (1 - lesion) + brown * lesion
 
     # The class: a striped patch near the lesion's centre.
     span = np.maximum(radius * 0.5 - patch / 2, 0)
-    py = np.clip(cy + rng.uniform(-1, 1, n) * span - patch / 2, 0, s - patch).astype(int)
-    px = np.clip(cx + rng.uniform(-1, 1, n) * span - patch / 2, 0, s - patch).astype(int)
+    py = np.clip(cy + rng.uniform(-1, 1, n) * span - patch / 2, 0, s - patch).astype(
+        int
+    )
+    px = np.clip(cx + rng.uniform(-1, 1, n) * span - patch / 2, 0, s - patch).astype(
+        int
+    )
     angle = np.pi * y / n_classes
     period = max(2.0, patch / 2.5)
     phase = rng.uniform(0, 2 * np.pi, size=n)
-    proj = (np.cos(angle)[:, None, None] * yy + np.sin(angle)[:, None, None] * xx)
+    proj = np.cos(angle)[:, None, None] * yy + np.sin(angle)[:, None, None] * xx
     stripes = np.sign(np.sin(2 * np.pi * proj / period + phase[:, None, None]))
     inside = (
-        (yy >= py[:, None, None]) & (yy < (py + patch)[:, None, None])
-        & (xx >= px[:, None, None]) & (xx < (px + patch)[:, None, None])
+        (yy >= py[:, None, None])
+        & (yy < (py + patch)[:, None, None])
+        & (xx >= px[:, None, None])
+        & (xx < (px + patch)[:, None, None])
     )
     img = img + (contrast * stripes * inside)[..., None]
 
