@@ -13,15 +13,15 @@ from skdiffmic import DiffMICClassifier
 from skdiffmic.datasets import make_lesions
 
 quick = os.environ.get("SKDIFFMIC_QUICK") == "1"
-X, y = make_lesions(60 if quick else 600, image_size=32, n_classes=3, random_state=0)
+X, y = make_lesions(60 if quick else 400, image_size=32, n_classes=2, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.3, stratify=y, random_state=0
 )
 clf = DiffMICClassifier(
     backbone="resnet10t",
-    hidden_dim=256,
-    guidance_epochs=1 if quick else 10,
-    max_epochs=1 if quick else 30,
+    hidden_dim=128,
+    guidance_epochs=1 if quick else 6,
+    max_epochs=1 if quick else 25,
     random_state=0,
     verbose=1,
 )
