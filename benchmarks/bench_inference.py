@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import timm
 import torch
 
@@ -133,7 +132,6 @@ def main():
                 for k, v in r.items()
             }
         )
-    np.set_printoptions(precision=3)
 
 
 if __name__ == "__main__":

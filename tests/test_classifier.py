@@ -213,15 +213,20 @@ def test_pretrained_weights_from_a_local_file(tmp_path, images):
     path = tmp_path / "weights.pth"
     torch.save(source.state_dict(), path)
     clf = tiny(
-        pretrained=str(path), max_epochs=1, guidance_epochs=0, learning_rate=1e-12
+        pretrained=str(path),
+        max_epochs=1,
+        guidance_epochs=0,
+        learning_rate=1e-12,
+        guidance_learning_rate=1e-12,
     ).fit(X, y)
-    # With a vanishing learning rate the denoiser's encoder still holds the file's
-    # weights (the EMA of nearly constant weights).
-    loaded = (
-        clf.denoiser_.encoder.conv1[0].weight
-        if hasattr(clf.denoiser_.encoder.conv1, "__getitem__")
-        else clf.denoiser_.encoder.conv1.weight
+    # With a vanishing learning rate the encoders still hold the file's weights
+    # (the denoiser's through its EMA of nearly constant weights).
+    expected = source.state_dict()["conv1.0.weight"]
+    dcg = clf.guidance_model_
+    for encoder in (clf.denoiser_.encoder, dcg.local_encoder, dcg.global_encoder):
+        loaded = encoder.state_dict()["conv1.0.weight"]
+        torch.testing.assert_close(loaded, expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(
+        tiny(max_epochs=1).fit(X, y).denoiser_.encoder.state_dict()["conv1.0.weight"],
+        expected,
     )
-    first = next(iter(source.state_dict().values()))
-    assert loaded.shape == first.shape
-    torch.testing.assert_close(loaded, first, atol=1e-6, rtol=0)
