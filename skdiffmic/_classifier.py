@@ -409,7 +409,6 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             return self.schedule_.n_timesteps + 1
         return 1
 
-    @torch.inference_mode()
     def _denoise(self, X) -> np.ndarray:
         """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
         images, device = self._prepare(X)
@@ -417,7 +416,7 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         n_draws = self._n_noise_draws()
         outputs = []
         for pos, x in self._batches(images, device):
-            with autocast(device):
+            with torch.inference_mode(), autocast(device):
                 prior = self.guidance_model_(x).fused.float().softmax(-1)
                 features = self.denoiser_.encode(x)
 
@@ -468,7 +467,6 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    @torch.inference_mode()
     def predict_prior_proba(self, X, granularity="fused"):
         """Probabilities of the DCG guidance model alone (no diffusion).
 
@@ -492,7 +490,7 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         images, device = self._prepare(X)
         outputs = []
         for _, x in self._batches(images, device):
-            with autocast(device):
+            with torch.inference_mode(), autocast(device):
                 logits = self.guidance_model_(x)[which[granularity]]
             outputs.append(logits.float().softmax(-1).cpu())
         return torch.cat(outputs).numpy().astype(np.float64)
