@@ -184,7 +184,8 @@ def fit_diffmic(
         bar.update(1)
 
     # Stage 2: joint diffusion training.
-    steps_per_epoch = math.ceil(n / config.batch_size)
+    per_epoch = n - 1 if n > 1 and n % config.batch_size == 1 else n  # _epoch_order
+    steps_per_epoch = math.ceil(per_epoch / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
