@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, check_pretrained, normalization_stats
 from ._denoiser import ConditionalDenoiser
-from ._diffusion import NoiseSchedule, inference_timesteps, reverse_chain
+from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._guidance import DCGModel
 from ._inputs import Preprocess, as_images, row_seeds
 from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
@@ -497,8 +497,11 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
 
     def _n_head_evaluations(self):
         """Number of label-head evaluations per image of the current sampler."""
-        n_steps = None if self.sampler == "ddpm" else self.n_inference_steps
-        return len(inference_timesteps(self.schedule_.n_timesteps, n_steps))
+        return len(
+            sampler_timesteps(
+                self.schedule_.n_timesteps, self.sampler, self.n_inference_steps
+            )
+        )
 
     # -------------------------------------------------------------- pickling --
     def __getstate__(self):

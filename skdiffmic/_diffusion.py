@@ -32,6 +32,7 @@ __all__ = [
     "inference_timesteps",
     "make_betas",
     "reverse_chain",
+    "sampler_timesteps",
 ]
 
 
@@ -83,6 +84,16 @@ def inference_timesteps(n_timesteps: int, n_steps: int | None) -> list[int]:
     grid = torch.linspace(n_timesteps - 1, 0, n_steps, dtype=torch.float64)
     steps = sorted({int(round(v)) for v in grid.tolist()}, reverse=True)
     return steps
+
+
+def sampler_timesteps(n_timesteps: int, sampler: str, n_steps: int) -> list[int]:
+    """Timesteps visited by ``sampler``: all of them for ``"ddpm"``, ``n_steps``
+    strided ones for ``"ddim"``."""
+    if sampler == "ddpm":
+        return inference_timesteps(n_timesteps, None)
+    if sampler == "ddim":
+        return inference_timesteps(n_timesteps, n_steps)
+    raise ValueError(f"Unknown sampler {sampler!r}; expected 'ddim' or 'ddpm'.")
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor):
@@ -218,12 +229,7 @@ def reverse_chain(
     torch.Tensor of shape (B, K)
         The denoised label vectors ``y_0``.
     """
-    if sampler == "ddpm":
-        steps = inference_timesteps(schedule.n_timesteps, None)
-    elif sampler == "ddim":
-        steps = inference_timesteps(schedule.n_timesteps, n_steps)
-    else:
-        raise ValueError(f"Unknown sampler {sampler!r}; expected 'ddim' or 'ddpm'.")
+    steps = sampler_timesteps(schedule.n_timesteps, sampler, n_steps)
     if noise.shape[1] < len(steps) + 1 and (sampler == "ddpm" or eta > 0):
         raise ValueError(f"Need {len(steps) + 1} noise draws, got {noise.shape[1]}.")
     y = prior + noise[:, 0]

@@ -92,16 +92,19 @@ def iter_batches(images, indices, batch_size, preprocess, device):
         yield pos, batch
 
 
-def _epoch_order(n, batch_size, generator):
-    """Shuffled indices for one epoch, with no trailing batch of a single image.
+def _epoch_size(n, batch_size):
+    """Images seen per epoch: all but a trailing batch of one.
 
     BatchNorm cannot train on one sample, so a last batch of one is dropped
     (that image is seen again in the next epoch's shuffle).
     """
+    return n - 1 if n > 1 and n % batch_size == 1 else n
+
+
+def _epoch_order(n, batch_size, generator):
+    """Shuffled indices for one epoch (see :func:`_epoch_size`)."""
     order = torch.randperm(n, generator=generator).numpy()
-    if n > 1 and n % batch_size == 1:
-        order = order[:-1]
-    return order
+    return order[: _epoch_size(n, batch_size)]
 
 
 def _lr_lambda(total_steps: int, warmup_fraction: float):
@@ -184,8 +187,7 @@ def fit_diffmic(
         bar.update(1)
 
     # Stage 2: joint diffusion training.
-    per_epoch = n - 1 if n > 1 and n % config.batch_size == 1 else n  # _epoch_order
-    steps_per_epoch = math.ceil(per_epoch / config.batch_size)
+    steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
