@@ -11,21 +11,31 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backbones import check_backbone, check_pretrained, normalization_stats
-from ._denoiser import ConditionalDenoiser
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
-from ._guidance import DCGModel
-from ._inputs import Preprocess, as_images, row_seeds
+from ._inputs import (
+    ArrayFeatures,
+    Augment,
+    Normalize,
+    PathImages,
+    as_images,
+    as_paths,
+    check_dense,
+    row_seeds,
+)
+from ._networks import build_networks
 from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
 
 __all__ = ["DiffMICClassifier"]
 
 _MODULES = ("guidance_model_", "denoiser_")
+_AUGMENT_KEYS = {"hflip", "vflip", "rotation"}
+_PAPER_SIZE = 224
 
 
 def _resolve_device(name: str, *, for_fit: bool) -> torch.device:
@@ -73,9 +83,20 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         never downloaded.
     image_size : int or None, default=None
         Side of the square network input in pixels. Images are centre-cropped
-        to a square and resized to it. ``None`` uses the shorter side of the
-        training images. The paper uses 224. Images of another size at predict
-        time are cropped and resized the same way.
+        to a square and resized to it (bilinear, antialiased). ``None`` uses
+        the shorter side of the training images (their median for files of
+        varying sizes), at most 224, the paper's size. Images of another size
+        at predict time are cropped and resized the same way.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(H, W, C)``: rows of a 2-D ``X`` are flattened images
+        of this shape (C order) and are reshaped back. ``None``: a 2-D ``X``
+        is a feature matrix, handled by the tabular mode (see Notes).
+    augment : bool or dict, default=True
+        Training augmentation of images, off at prediction. ``True`` flips
+        left-right and up-down (each with probability 1/2) and rotates by up
+        to 30 degrees; a dict such as ``{"hflip": True, "vflip": False,
+        "rotation": 15}`` chooses (missing keys are off); ``False`` disables
+        it. Ignored in the tabular mode.
     n_crops : int, default=6
         Number of ROI windows cut for the local prior (paper: 6).
     crop_size : int or None, default=None
@@ -129,14 +150,24 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels, in the order of ``predict_proba``'s columns.
-    image_shape_ : tuple of int
-        ``(H, W, C)`` of the training images.
-    image_size_ : int
-        Network input side in pixels.
-    crop_size_ : int
-        ROI window side in pixels.
+    tabular_ : bool
+        Whether the model was fitted on feature vectors (the tabular mode).
+    image_shape_ : tuple or None
+        ``(H, W, C)`` of the training images; H and W are None for files of
+        varying sizes. None in the tabular mode.
+    image_size_ : int or None
+        Network input side in pixels (None in the tabular mode).
+    crop_size_ : int or None
+        ROI window side in pixels (None in the tabular mode).
+    n_features_in_ : int
+        Number of columns of a 2-D training ``X`` (only defined for 2-D input).
+    feature_names_in_ : ndarray of str
+        Column names of a training DataFrame of features, when it had string
+        column names.
+    feature_mean_, feature_scale_ : ndarray of shape (n_features_in_,)
+        Standardisation of the features (tabular mode only).
     guidance_model_ : torch.nn.Module
-        The fitted DCG model.
+        The fitted guidance model (DCG, or its MLP form in the tabular mode).
     denoiser_ : torch.nn.Module
         The fitted denoiser (its EMA weights).
     schedule_ : NoiseSchedule
@@ -145,6 +176,26 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         Diffusion epochs run.
     history_ : list of dict
         Per-epoch record of the stage, the losses and the wall time.
+
+    Notes
+    -----
+    **Inputs.** Images come as arrays, as image file paths (decoded with PIL
+    batch by batch, any mode, see :mod:`skdiffmic._imageio`), or flattened
+    with ``image_shape``. Every image is centre-cropped to a square and resized
+    to ``image_size``, at fit and at predict time alike.
+
+    **Tabular mode.** A 2-D ``X`` without ``image_shape`` is a matrix of
+    feature vectors. The features are standardised with the training mean and
+    standard deviation, the CNNs are replaced by two-layer MLPs (width 128),
+    and the guidance model has a single granularity: its one prior is the
+    fused prior and the diffusion is trained on it alone (no MMD terms).
+    ``backbone``, ``pretrained``, the crop settings and ``augment`` are
+    ignored. This lets the estimator end any ``Pipeline`` of feature
+    transformers.
+
+    **Sampling noise.** Each row's noise is seeded from ``random_state`` and
+    the row's own (resized) pixel or feature values, so predictions do not
+    depend on the batch a row comes in, nor on the order of the rows.
 
     Examples
     --------
@@ -166,6 +217,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         "backbone": [str],
         "pretrained": ["boolean", str, os.PathLike, None],
         "image_size": [Interval(Integral, 8, None, closed="left"), None],
+        "image_shape": [tuple, list, None],
+        "augment": ["boolean", dict],
         "n_crops": [Interval(Integral, 1, None, closed="left")],
         "crop_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
@@ -192,6 +245,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         *,
         pretrained=False,
         image_size=None,
+        image_shape=None,
+        augment=True,
         n_crops=6,
         crop_size=None,
         n_timesteps=1000,
@@ -214,6 +269,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         self.backbone = backbone
         self.pretrained = pretrained
         self.image_size = image_size
+        self.image_shape = image_shape
+        self.augment = augment
         self.n_crops = n_crops
         self.crop_size = crop_size
         self.n_timesteps = n_timesteps
@@ -233,23 +290,112 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ fit --
-    def _check_targets(self, y, n_samples):
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected; "
-                "it is raveled.",
-                UserWarning,
-                stacklevel=3,
+    # ---------------------------------------------------------------- inputs --
+    def _check_image_shape(self):
+        shape = self.image_shape
+        if shape is None:
+            return None
+        shape = tuple(shape)
+        if len(shape) not in (2, 3) or not all(
+            isinstance(s, Integral) and s > 0 for s in shape
+        ):
+            raise ValueError(
+                f"image_shape must be (H, W) or (H, W, C) of positive integers; "
+                f"got {self.image_shape!r}."
             )
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (n_samples,); got shape {y.shape}.")
+        return shape
+
+    def _inputs(self, X, *, fitting: bool):
+        """Wrap ``X`` as the source of rows its kind and the fitted mode call for.
+
+        Returns an ArrayImages / PathImages (image mode) or an ArrayFeatures
+        (tabular mode). Raises clear errors for input the estimator cannot use.
+        """
+        check_dense(X)
+        tabular = None if fitting else self.tabular_
+        if isinstance(X, (list, tuple)) and len(X) == 0:
+            raise ValueError("X is empty: found 0 samples.")
+        paths = as_paths(X)
+        if paths is not None:
+            if tabular:
+                raise ValueError(
+                    "This model was fitted on feature vectors; got image file paths."
+                )
+            images = PathImages(paths, channels=None if fitting else self._channels())
+            return self._sized(images, fitting)
+        if hasattr(X, "iloc") or not hasattr(X, "ndim"):
+            ndim = np.ndim(X) if not hasattr(X, "iloc") else X.ndim
+        else:
+            ndim = X.ndim
+        dtype = getattr(X, "dtype", None)
+        if ndim == 2 and dtype is not None and dtype.kind in "USV":
+            raise TypeError(
+                f"X has dtype {dtype}; features and flattened images must be numeric."
+            )
+        if ndim == 1:
+            raise ValueError(
+                "Expected 2D array, got a 1-D X: pass images (n, H, W) or "
+                "(n, H, W, C), a list of image paths, flattened images "
+                "(n, H*W*C) with image_shape, or a feature matrix "
+                "(n_samples, n_features). Reshape one sample with "
+                "X.reshape(1, -1)."
+            )
+        if ndim == 2:
+            image_shape = self._check_image_shape()
+            if image_shape is None and (fitting or tabular):
+                X = validate_data(self, X, reset=fitting, dtype=np.float64)
+                return ArrayFeatures(X)
+            if image_shape is None:
+                raise ValueError(
+                    "This model was fitted on images; got a 2-D X. Pass images, "
+                    "or set image_shape to reshape flattened rows."
+                )
+            X = validate_data(self, X, reset=fitting, dtype="numeric")
+            if X.shape[1] != int(np.prod(image_shape)):
+                raise ValueError(
+                    f"X has {X.shape[1]} features per row, which cannot be reshaped "
+                    f"to image_shape={image_shape} ({int(np.prod(image_shape))} "
+                    "values)."
+                )
+            X = X.reshape(X.shape[0], *image_shape)
+        elif tabular:
+            raise ValueError(
+                f"This model was fitted on feature vectors "
+                f"({self.n_features_in_} features); got an array of {ndim} "
+                "dimensions."
+            )
+        elif fitting:
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+        images = as_images(X, n_channels=None if fitting else self._channels())
+        return self._sized(images, fitting)
+
+    def _channels(self):
+        return self.image_shape_[2]
+
+    def _sized(self, images, fitting):
+        """Set the network input side of an image source (resolved at fit)."""
+        if fitting:
+            if self.image_size is not None:
+                size = self.image_size
+            else:
+                size = min(_PAPER_SIZE, int(np.median(images.shorter_sides())))
+            images.size = int(size)
+        else:
+            images.size = self.image_size_
+        return images
+
+    def _check_targets(self, y, n_samples):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
+        y = column_or_1d(y, warn=True)
         if y.shape[0] != n_samples:
             raise ValueError(
-                f"X and y have inconsistent numbers of samples: {n_samples} images "
-                f"and {y.shape[0]} labels."
+                f"X and y have inconsistent numbers of samples: {n_samples} in X "
+                f"and {y.shape[0]} labels in y."
             )
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity.")
@@ -258,31 +404,55 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return y
 
-    def _resolve_sizes(self, image_shape):
-        height, width = image_shape[:2]
-        image_size = self.image_size or min(height, width)
-        if image_size < 8:
+    def _resolve_sizes(self, size):
+        if size < 8:
             raise ValueError(
-                f"Images of {height}x{width} px are too small: the networks need at "
-                "least 8 px a side (set image_size to upsample them)."
+                f"The network input would be {size} px a side; the networks need at "
+                "least 8 px (set image_size to upsample small images)."
             )
-        crop_size = self.crop_size or max(4, round(image_size * 32 / 224))
-        if crop_size > image_size:
+        crop_size = self.crop_size or max(4, round(size * 32 / 224))
+        if crop_size > size:
             raise ValueError(
                 f"crop_size={crop_size} is larger than the network input "
-                f"({image_size} px); lower crop_size or raise image_size."
+                f"({size} px); lower crop_size or raise image_size."
             )
-        return int(image_size), int(crop_size)
+        return int(crop_size)
 
+    def _check_augment(self):
+        if self.augment is False:
+            return None
+        if self.augment is True:
+            return Augment()
+        unknown = set(self.augment) - _AUGMENT_KEYS
+        if unknown:
+            raise ValueError(
+                f"Unknown augment option(s) {sorted(unknown)}; use "
+                f"{sorted(_AUGMENT_KEYS)}."
+            )
+        options = {"hflip": False, "vflip": False, "rotation": 0.0, **self.augment}
+        rotation = options["rotation"]
+        if not isinstance(rotation, Real) or not 0 <= rotation <= 180:
+            raise ValueError(
+                f"augment['rotation'] must be a number of degrees in [0, 180]; got "
+                f"{rotation!r}."
+            )
+        return Augment(bool(options["hflip"]), bool(options["vflip"]), rotation)
+
+    # ------------------------------------------------------------------ fit --
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the guidance model and the diffusion denoiser.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
-            Training images: uint8 (0-255), uint16 (0-65535) or float in
-            [0, 1]; 1 to 4 channels, channels last.
+        X : array-like, list of paths, pandas Series or DataFrame
+            Training images: an array ``(n_samples, H, W)`` or
+            ``(n_samples, H, W, C)`` (uint8 0-255, uint16 0-65535 or float in
+            [0, 1]; 1 to 4 channels, channels last); a list / Series /
+            one-column DataFrame of image file paths (decoded batch by batch;
+            sizes may vary); flattened images ``(n_samples, H*W*C)`` with
+            ``image_shape`` set; or, without ``image_shape``, a feature
+            matrix ``(n_samples, n_features)`` for the tabular mode.
         y : array-like of shape (n_samples,)
             Class labels of any type (strings, ints, ...).
 
@@ -291,53 +461,58 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         self : DiffMICClassifier
             The fitted estimator.
         """
-        images = as_images(X)
-        y = self._check_targets(y, len(images))
+        augment = self._check_augment()
+        data = self._inputs(X, fitting=True)
+        y = self._check_targets(y, len(data))
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"Need samples of at least 2 classes; got only {encoder.classes_[0]!r}."
+                "Need samples of at least 2 classes; y has 1 class "
+                f"({encoder.classes_[0].item()!r})."
             )
-        if len(images) < 2:
-            raise ValueError("Need at least 2 training images.")
-        check_backbone(self.backbone)
-        check_pretrained(self.pretrained)
+        if len(data) < 2:
+            raise ValueError("Need at least 2 training samples; got 1 sample.")
+        tabular = isinstance(data, ArrayFeatures)
+        if not tabular:
+            check_backbone(self.backbone)
+            check_pretrained(self.pretrained)
+            crop_size = self._resolve_sizes(data.size)
         device = _resolve_device(self.device, for_fit=True)
-        image_size, crop_size = self._resolve_sizes(images.shape)
 
         self.classes_ = encoder.classes_
-        self.image_shape_ = images.shape
-        self.image_size_ = image_size
-        self.crop_size_ = crop_size
-        n_classes, in_chans = len(self.classes_), images.shape[2]
+        self.tabular_ = tabular
+        n_classes = len(self.classes_)
+        if tabular:
+            self.image_shape_ = self.image_size_ = self.crop_size_ = None
+            self.feature_mean_ = data.X.mean(axis=0)
+            scale = data.X.std(axis=0)
+            self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
+            n_inputs = data.n_features
+        else:
+            self.image_shape_ = data.shape
+            self.image_size_ = data.size
+            self.crop_size_ = crop_size
+            n_inputs = data.channels
 
         rng = check_random_state(self.random_state)
         init_seed, train_seed, sample_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 3)
         )
-        pretrained = False if self.pretrained in (False, None) else self.pretrained
-        # Initialise the networks from our own seed without touching (or
-        # leaving changed) the caller's global torch RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            dcg = DCGModel(
-                self.backbone,
-                n_classes=n_classes,
-                in_chans=in_chans,
-                image_size=image_size,
-                crop_size=crop_size,
-                n_crops=self.n_crops,
-                pretrained=pretrained,
-            )
-            denoiser = ConditionalDenoiser(
-                self.backbone,
-                n_classes=n_classes,
-                in_chans=in_chans,
-                hidden_dim=self.hidden_dim,
-                n_timesteps=self.n_timesteps,
-                pretrained=pretrained,
-            )
-        dcg, denoiser = self._to_device(dcg, device), self._to_device(denoiser, device)
+        guidance_model, denoiser = build_networks(
+            tabular=tabular,
+            seed=init_seed,
+            n_classes=n_classes,
+            n_inputs=n_inputs,
+            hidden_dim=self.hidden_dim,
+            n_timesteps=self.n_timesteps,
+            backbone=self.backbone,
+            image_size=self.image_size_,
+            crop_size=self.crop_size_,
+            n_crops=self.n_crops,
+            pretrained=False if self.pretrained in (False, None) else self.pretrained,
+        )
+        guidance_model = self._to_device(guidance_model, device)
+        denoiser = self._to_device(denoiser, device)
         self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
         config = TrainConfig(
             max_epochs=self.max_epochs,
@@ -346,23 +521,25 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             learning_rate=self.learning_rate,
             guidance_learning_rate=self.guidance_learning_rate,
             mmd_weight=self.mmd_weight,
-            guidance=self.guidance,
+            # One granularity in the tabular mode: the fused path alone.
+            guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,
+            augment=None if tabular else augment,
             verbose=self.verbose,
         )
         ema, history = fit_diffmic(
-            dcg,
+            guidance_model,
             denoiser,
-            images,
+            data,
             encoder.transform(y),
             n_classes=n_classes,
             schedule=self.schedule_,
-            preprocess=self._preprocess(in_chans),
+            preprocess=self._preprocess(),
             config=config,
             device=device,
             generator=torch.Generator().manual_seed(train_seed),
         )
-        self.guidance_model_ = dcg.eval()
+        self.guidance_model_ = guidance_model.eval()
         self.denoiser_ = ema.module.eval()
         self.sampling_seed_ = sample_seed
         self.n_iter_ = self.max_epochs
@@ -376,27 +553,28 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             module = module.to(memory_format=torch.channels_last)
         return module
 
-    def _preprocess(self, in_chans):
-        mean, std = normalization_stats(self.backbone, in_chans)
-        return Preprocess(self.image_size_, mean, std)
+    def _preprocess(self):
+        if self.tabular_:
+            return Normalize(self.feature_mean_, self.feature_scale_, images=False)
+        mean, std = normalization_stats(self.backbone, self._channels())
+        return Normalize(mean, std)
 
     # -------------------------------------------------------------- predict --
     def _prepare(self, X):
         check_is_fitted(self)
-        images = as_images(X, n_channels=self.image_shape_[2])
+        data = self._inputs(X, fitting=False)
         device = _resolve_device(self.device, for_fit=False)
         for name in _MODULES:
             setattr(self, name, self._to_device(getattr(self, name), device).eval())
-        return images, device
+        return data, device
 
-    def _batches(self, images, device):
-        preprocess = self._preprocess(self.image_shape_[2])
+    def _batches(self, data, device):
         return iter_batches(
-            images, np.arange(len(images)), self.batch_size, preprocess, device
+            data, np.arange(len(data)), self.batch_size, self._preprocess(), device
         )
 
     def _row_noise(self, seeds, n_draws, device):
-        """Standard normal draws per image, from that image's own seed."""
+        """Standard normal draws per row, from that row's own seed."""
         n_classes = len(self.classes_)
         draws = [
             torch.randn(n_draws, n_classes, generator=torch.Generator().manual_seed(s))
@@ -411,11 +589,13 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
 
     def _denoise(self, X) -> np.ndarray:
         """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
-        images, device = self._prepare(X)
-        seeds = row_seeds(images, self.sampling_seed_)
+        data, device = self._prepare(X)
         n_draws = self._n_noise_draws()
         outputs = []
-        for pos, x in self._batches(images, device):
+        for _, x, raw in self._batches(data, device):
+            noise = self._row_noise(
+                row_seeds(raw, self.sampling_seed_), n_draws, device
+            )
             with torch.inference_mode(), autocast(device):
                 prior = self.guidance_model_(x).fused.float().softmax(-1)
                 features = self.denoiser_.encode(x)
@@ -427,7 +607,7 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                     self.schedule_,
                     eps_fn,
                     prior,
-                    self._row_noise([seeds[i] for i in pos], n_draws, device),
+                    noise,
                     sampler=self.sampler,
                     n_steps=self.n_inference_steps,
                 )
@@ -487,9 +667,9 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"granularity must be one of {sorted(which)}; got {granularity!r}."
             )
-        images, device = self._prepare(X)
+        data, device = self._prepare(X)
         outputs = []
-        for _, x in self._batches(images, device):
+        for _, x, _ in self._batches(data, device):
             with torch.inference_mode(), autocast(device):
                 logits = self.guidance_model_(x)[which[granularity]]
             outputs.append(logits.float().softmax(-1).cpu())

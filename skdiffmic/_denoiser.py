@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._backbones import create_pooled_encoder
-
 __all__ = ["ConditionalLinear", "ConditionalDenoiser"]
 
 
@@ -38,8 +36,8 @@ class ConditionalLinear(nn.Module):
 class ConditionalDenoiser(nn.Module):
     """Noise estimator conditioned on the image, the noisy label and the prior.
 
-    ``rho(x)`` is a timm backbone (from scratch unless ``pretrained``) projected
-    to ``hidden_dim`` and batch-normalised. The label path is
+    ``rho(x)`` is ``encoder`` (a timm CNN for images, an MLP for feature
+    vectors) projected to ``hidden_dim`` and batch-normalised. The label path is
     ``concat(y_t, p) -> ConditionalLinear -> BN -> softplus``, multiplied
     elementwise with ``rho(x)``, then two more ``ConditionalLinear -> BN ->
     softplus`` blocks and a linear layer to ``n_classes``.
@@ -47,18 +45,15 @@ class ConditionalDenoiser(nn.Module):
 
     def __init__(
         self,
-        backbone: str,
+        encoder: nn.Module,
+        feat_dim: int,
         *,
         n_classes: int,
-        in_chans: int,
         hidden_dim: int,
         n_timesteps: int,
-        pretrained=False,
     ):
         super().__init__()
-        self.encoder, feat_dim = create_pooled_encoder(
-            backbone, in_chans=in_chans, pretrained=pretrained
-        )
+        self.encoder = encoder
         self.project = nn.Linear(feat_dim, hidden_dim)
         self.feature_norm = nn.BatchNorm1d(hidden_dim)
         # Start the Hadamard fusion as the identity (features = 1): the label

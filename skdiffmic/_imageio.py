@@ -25,6 +25,7 @@ __all__ = [
     "GRAY_MODES",
     "file_channels",
     "is_path",
+    "probe_image",
     "read_image",
     "verify_image",
 ]
@@ -56,8 +57,22 @@ def file_channels(path: str | os.PathLike) -> int:
     ValueError
         If the file does not exist or is not an image PIL can identify.
     """
+    return probe_image(path)[2]
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of an image file, from its header only.
+
+    ``channels`` is 1 for grayscale modes and 3 for colour ones.
+
+    Raises
+    ------
+    ValueError
+        If the file does not exist or is not an image PIL can identify.
+    """
     with _open(path) as image:
-        return 1 if image.mode in GRAY_MODES else 3
+        width, height = image.size
+        return height, width, 1 if image.mode in GRAY_MODES else 3
 
 
 def _decode(image: Image.Image, path) -> None:

@@ -14,6 +14,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +25,14 @@ from tqdm.auto import tqdm
 from ._diffusion import NoiseSchedule, antithetic_timesteps
 from ._losses import gaussian_mmd
 
-__all__ = ["TrainConfig", "ModelEMA", "fit_diffmic", "iter_batches", "autocast"]
+__all__ = [
+    "Batch",
+    "ModelEMA",
+    "TrainConfig",
+    "autocast",
+    "fit_diffmic",
+    "iter_batches",
+]
 
 
 @dataclass
@@ -39,6 +47,7 @@ class TrainConfig:
     mmd_weight: float
     guidance: str
     ema_decay: float
+    augment: object = None  # a callable (batch, generator) -> batch, or None
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     verbose: int = 0
@@ -77,19 +86,31 @@ def autocast(device: torch.device):
     )
 
 
+class Batch(NamedTuple):
+    """One mini-batch: row positions, network input on the device, CPU rows."""
+
+    pos: np.ndarray
+    x: torch.Tensor
+    raw: torch.Tensor
+
+
 def iter_batches(images, indices, batch_size, preprocess, device):
-    """Yield ``(positions, network-ready batch)`` over slices of ``indices``."""
+    """Yield a :class:`Batch` for each slice of ``indices``.
+
+    ``raw`` is what ``images.load`` returned (CPU, before ``preprocess``).
+    """
     indices = np.asarray(indices)
     cuda = device.type == "cuda"
     for start in range(0, len(indices), batch_size):
         pos = indices[start : start + batch_size]
-        batch = images.load(pos)
+        raw = images.load(pos)
+        batch = raw
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
         batch = preprocess(batch)
-        if cuda:
+        if cuda and batch.dim() == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        yield pos, batch
+        yield Batch(pos, batch, raw)
 
 
 def _epoch_size(n, batch_size):
@@ -136,8 +157,8 @@ def fit_diffmic(
 
     Parameters
     ----------
-    images : ArrayImages-like
-        Training images (``len`` and ``load(indices)``).
+    images : ArrayImages, PathImages or ArrayFeatures
+        Training rows (``len`` and ``load(indices)``).
     y : ndarray of shape (n,)
         Class indices in ``[0, n_classes)``.
 
@@ -165,9 +186,11 @@ def fit_diffmic(
         dcg.train()
         losses = []
         order = _epoch_order(n, config.batch_size, generator)
-        for pos, x in iter_batches(
+        for pos, x, _ in iter_batches(
             images, order, config.batch_size, preprocess, device
         ):
+            if config.augment is not None:
+                x = config.augment(x, generator)
             target = y_all[pos].to(device)
             with autocast(device):
                 logits = dcg(x).fused
@@ -203,9 +226,11 @@ def fit_diffmic(
         sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
         n_batches = 0
         order = _epoch_order(n, config.batch_size, generator)
-        for pos, x in iter_batches(
+        for pos, x, _ in iter_batches(
             images, order, config.batch_size, preprocess, device
         ):
+            if config.augment is not None:
+                x = config.augment(x, generator)
             target = y_all[pos].to(device)
             b = len(pos)
             # One DCG pass: its cross-entropy step, and its detached priors.

@@ -176,35 +176,6 @@ def test_invalid_parameters_are_named():
         tiny(pretrained=True).fit(X, y)
 
 
-def test_bad_inputs_fail_before_training():
-    y = [0, 1, 0, 1]
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        tiny().fit(np.zeros((3, 16, 16)), y)
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        tiny().fit(np.zeros((4, 16, 16)), [1, 1, 1, 1])
-    with pytest.raises(ValueError, match="NaN or infinity"):
-        X = np.zeros((4, 16, 16))
-        X[2, 3, 3] = np.nan
-        tiny().fit(X, y)
-    with pytest.raises(ValueError, match="dimension"):
-        tiny().fit(np.zeros(4), y)
-    with pytest.raises(TypeError, match="dtype"):
-        tiny().fit(np.array([["a"] * 4] * 4, dtype=object), y)
-    with pytest.raises(ValueError, match="channels-last"):
-        tiny().fit(np.zeros((4, 3, 16, 16)), y)
-
-
-def test_predict_checks(images, fitted):
-    from sklearn.exceptions import NotFittedError
-
-    with pytest.raises(NotFittedError):
-        tiny().predict(images[0])
-    with pytest.raises(ValueError, match="channel"):
-        fitted.predict(np.zeros((2, 16, 16)))
-    # Another size is resized to the fitted network input.
-    assert fitted.predict(np.zeros((2, 24, 30, 3), dtype=np.uint8)).shape == (2,)
-
-
 def test_pretrained_weights_from_a_local_file(tmp_path, images):
     import timm
 

@@ -1,5 +1,6 @@
 import torch
 
+from skdiffmic._backbones import create_pooled_encoder
 from skdiffmic._denoiser import ConditionalDenoiser, ConditionalLinear
 
 
@@ -16,8 +17,9 @@ def test_conditional_linear_scales_by_a_per_timestep_gain():
 
 def _denoiser():
     torch.manual_seed(0)
+    encoder, feat_dim = create_pooled_encoder("test_resnet", in_chans=3)
     return ConditionalDenoiser(
-        "test_resnet", n_classes=3, in_chans=3, hidden_dim=16, n_timesteps=50
+        encoder, feat_dim, n_classes=3, hidden_dim=16, n_timesteps=50
     )
 
 

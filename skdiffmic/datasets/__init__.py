@@ -1,5 +1,23 @@
 """Data sets: synthetic generators and loaders of medical images."""
 
+from ._loaders import (
+    APTOS2019_CLASSES,
+    HAM10000_CLASSES,
+    load_aptos2019,
+    load_br35h,
+    load_ham10000,
+    load_image_folder,
+    load_medmnist,
+)
 from ._synthetic import make_lesions
 
-__all__ = ["make_lesions"]
+__all__ = [
+    "APTOS2019_CLASSES",
+    "HAM10000_CLASSES",
+    "load_aptos2019",
+    "load_br35h",
+    "load_ham10000",
+    "load_image_folder",
+    "load_medmnist",
+    "make_lesions",
+]
