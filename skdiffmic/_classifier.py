@@ -323,10 +323,9 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                 )
             images = PathImages(paths, channels=None if fitting else self._channels())
             return self._sized(images, fitting)
-        if hasattr(X, "iloc") or not hasattr(X, "ndim"):
-            ndim = np.ndim(X) if not hasattr(X, "iloc") else X.ndim
-        else:
-            ndim = X.ndim
+        if not hasattr(X, "iloc"):  # DataFrames go to validate_data as they are
+            X = np.asarray(X)
+        ndim = X.ndim
         dtype = getattr(X, "dtype", None)
         if ndim == 2 and dtype is not None and dtype.kind in "USV":
             raise TypeError(
@@ -337,7 +336,7 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                 "Expected 2D array, got a 1-D X: pass images (n, H, W) or "
                 "(n, H, W, C), a list of image paths, flattened images "
                 "(n, H*W*C) with image_shape, or a feature matrix "
-                "(n_samples, n_features). Reshape one sample with "
+                "(n_samples, n_features). Reshape your data, e.g. one sample with "
                 "X.reshape(1, -1)."
             )
         if ndim == 2:
@@ -568,6 +567,21 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             setattr(self, name, self._to_device(getattr(self, name), device).eval())
         return data, device
 
+    def _inference_networks(self):
+        """The guidance model and denoiser to predict with, and the input dtype.
+
+        The tabular mode predicts with float64 copies: its MLPs are cheap, and
+        float32 matrix products can round differently with the number of rows
+        in a batch, which would make predictions depend on the batch.
+        """
+        if self.tabular_:
+            return (
+                copy.deepcopy(self.guidance_model_).double(),
+                copy.deepcopy(self.denoiser_).double(),
+                torch.float64,
+            )
+        return self.guidance_model_, self.denoiser_, None
+
     def _batches(self, data, device):
         return iter_batches(
             data, np.arange(len(data)), self.batch_size, self._preprocess(), device
@@ -591,17 +605,21 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
         data, device = self._prepare(X)
         n_draws = self._n_noise_draws()
+        guidance_model, denoiser, dtype = self._inference_networks()
         outputs = []
         for _, x, raw in self._batches(data, device):
-            noise = self._row_noise(
-                row_seeds(raw, self.sampling_seed_), n_draws, device
-            )
+            seeds = row_seeds(raw, self.sampling_seed_)
+            noise = self._row_noise(seeds, n_draws, device)
+            x = x if dtype is None else x.to(dtype)
+            noise = noise if dtype is None else noise.to(dtype)
             with torch.inference_mode(), autocast(device):
-                prior = self.guidance_model_(x).fused.float().softmax(-1)
-                features = self.denoiser_.encode(x)
+                prior = guidance_model(x).fused.float().softmax(-1)
+                prior = prior if dtype is None else prior.to(dtype)
+                features = denoiser.encode(x)
 
                 def eps_fn(y_t, t, features=features, prior=prior):
-                    return self.denoiser_.head(features, y_t, prior, t).float()
+                    eps = denoiser.head(features, y_t, prior, t)
+                    return eps.float() if dtype is None else eps
 
                 y0 = reverse_chain(
                     self.schedule_,
@@ -611,8 +629,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                     sampler=self.sampler,
                     n_steps=self.n_inference_steps,
                 )
-            outputs.append(y0.float().cpu())
-        return torch.cat(outputs).numpy().astype(np.float64)
+            outputs.append(y0.cpu().to(torch.float64))
+        return torch.cat(outputs).numpy()
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the denoised label vector.
@@ -668,12 +686,14 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                 f"granularity must be one of {sorted(which)}; got {granularity!r}."
             )
         data, device = self._prepare(X)
+        guidance_model, _, dtype = self._inference_networks()
         outputs = []
         for _, x, _ in self._batches(data, device):
+            x = x if dtype is None else x.to(dtype)
             with torch.inference_mode(), autocast(device):
-                logits = self.guidance_model_(x)[which[granularity]]
-            outputs.append(logits.float().softmax(-1).cpu())
-        return torch.cat(outputs).numpy().astype(np.float64)
+                logits = guidance_model(x)[which[granularity]]
+            outputs.append(logits.to(torch.float64).softmax(-1).cpu())
+        return torch.cat(outputs).numpy()
 
     def _n_head_evaluations(self):
         """Number of label-head evaluations per image of the current sampler."""

@@ -1,3 +1,9 @@
+import os
+
+# Before scipy is imported: lets scikit-learn's array-API input check run in
+# tests/test_common.py instead of skipping itself.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 
