@@ -4,62 +4,27 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._backbones import check_backbone, check_pretrained, normalization_stats
+from ._backbones import check_backbone, check_pretrained
+from ._base import ImageInputMixin, resolve_device
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
-from ._inputs import (
-    ArrayFeatures,
-    Augment,
-    Normalize,
-    PathImages,
-    as_images,
-    as_paths,
-    check_dense,
-    row_seeds,
-)
+from ._inputs import ArrayFeatures, row_seeds
 from ._networks import build_networks
 from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
 
 __all__ = ["DiffMICClassifier"]
 
-_MODULES = ("guidance_model_", "denoiser_")
-_AUGMENT_KEYS = {"hflip", "vflip", "rotation"}
-_PAPER_SIZE = 224
 
-
-def _resolve_device(name: str, *, for_fit: bool) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"Invalid device {name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if for_fit:
-            raise ValueError(
-                f"device={name!r} was requested but CUDA is not available."
-            )
-        warnings.warn(
-            f"device={name!r} is not available here; predicting on the CPU.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return torch.device("cpu")
-    return device
-
-
-class DiffMICClassifier(ClassifierMixin, BaseEstimator):
+class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     """DiffMIC: dual-guidance diffusion network for medical image classification.
 
     The label is the thing being diffused (CARD-style, with the guidance prior
@@ -213,6 +178,8 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
+    _torch_modules = ("guidance_model_", "denoiser_")
+
     _parameter_constraints: dict = {
         "backbone": [str],
         "pretrained": ["boolean", str, os.PathLike, None],
@@ -291,118 +258,6 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ---------------------------------------------------------------- inputs --
-    def _check_image_shape(self):
-        shape = self.image_shape
-        if shape is None:
-            return None
-        shape = tuple(shape)
-        if len(shape) not in (2, 3) or not all(
-            isinstance(s, Integral) and s > 0 for s in shape
-        ):
-            raise ValueError(
-                f"image_shape must be (H, W) or (H, W, C) of positive integers; "
-                f"got {self.image_shape!r}."
-            )
-        return shape
-
-    def _inputs(self, X, *, fitting: bool):
-        """Wrap ``X`` as the source of rows its kind and the fitted mode call for.
-
-        Returns an ArrayImages / PathImages (image mode) or an ArrayFeatures
-        (tabular mode). Raises clear errors for input the estimator cannot use.
-        """
-        check_dense(X)
-        tabular = None if fitting else self.tabular_
-        if isinstance(X, (list, tuple)) and len(X) == 0:
-            raise ValueError("X is empty: found 0 samples.")
-        paths = as_paths(X)
-        if paths is not None:
-            if tabular:
-                raise ValueError(
-                    "This model was fitted on feature vectors; got image file paths."
-                )
-            images = PathImages(paths, channels=None if fitting else self._channels())
-            return self._sized(images, fitting)
-        if not hasattr(X, "iloc"):  # DataFrames go to validate_data as they are
-            X = np.asarray(X)
-        ndim = X.ndim
-        dtype = getattr(X, "dtype", None)
-        if ndim == 2 and dtype is not None and dtype.kind in "USV":
-            raise TypeError(
-                f"X has dtype {dtype}; features and flattened images must be numeric."
-            )
-        if ndim == 1:
-            raise ValueError(
-                "Expected 2D array, got a 1-D X: pass images (n, H, W) or "
-                "(n, H, W, C), a list of image paths, flattened images "
-                "(n, H*W*C) with image_shape, or a feature matrix "
-                "(n_samples, n_features). Reshape your data, e.g. one sample with "
-                "X.reshape(1, -1)."
-            )
-        if ndim == 2:
-            image_shape = self._check_image_shape()
-            if image_shape is None and (fitting or tabular):
-                X = validate_data(self, X, reset=fitting, dtype=np.float64)
-                return ArrayFeatures(X)
-            if image_shape is None:
-                raise ValueError(
-                    "This model was fitted on images; got a 2-D X. Pass images, "
-                    "or set image_shape to reshape flattened rows."
-                )
-            X = validate_data(self, X, reset=fitting, dtype="numeric")
-            if X.shape[1] != int(np.prod(image_shape)):
-                raise ValueError(
-                    f"X has {X.shape[1]} features per row, which cannot be reshaped "
-                    f"to image_shape={image_shape} ({int(np.prod(image_shape))} "
-                    "values)."
-                )
-            X = X.reshape(X.shape[0], *image_shape)
-        elif tabular:
-            raise ValueError(
-                f"This model was fitted on feature vectors "
-                f"({self.n_features_in_} features); got an array of {ndim} "
-                "dimensions."
-            )
-        elif fitting:
-            for name in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(name, None)
-        images = as_images(X, n_channels=None if fitting else self._channels())
-        return self._sized(images, fitting)
-
-    def _channels(self):
-        return self.image_shape_[2]
-
-    def _sized(self, images, fitting):
-        """Set the network input side of an image source (resolved at fit)."""
-        if fitting:
-            if self.image_size is not None:
-                size = self.image_size
-            else:
-                size = min(_PAPER_SIZE, int(np.median(images.shorter_sides())))
-            images.size = int(size)
-        else:
-            images.size = self.image_size_
-        return images
-
-    def _check_targets(self, y, n_samples):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y "
-                "is None."
-            )
-        y = column_or_1d(y, warn=True)
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"X and y have inconsistent numbers of samples: {n_samples} in X "
-                f"and {y.shape[0]} labels in y."
-            )
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinity.")
-        if y.dtype == object and any(v is None or v != v for v in y):
-            raise ValueError("y contains missing values (None or NaN).")
-        check_classification_targets(y)
-        return y
-
     def _resolve_sizes(self, size):
         if size < 8:
             raise ValueError(
@@ -416,26 +271,6 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                 f"({size} px); lower crop_size or raise image_size."
             )
         return int(crop_size)
-
-    def _check_augment(self):
-        if self.augment is False:
-            return None
-        if self.augment is True:
-            return Augment()
-        unknown = set(self.augment) - _AUGMENT_KEYS
-        if unknown:
-            raise ValueError(
-                f"Unknown augment option(s) {sorted(unknown)}; use "
-                f"{sorted(_AUGMENT_KEYS)}."
-            )
-        options = {"hflip": False, "vflip": False, "rotation": 0.0, **self.augment}
-        rotation = options["rotation"]
-        if not isinstance(rotation, Real) or not 0 <= rotation <= 180:
-            raise ValueError(
-                f"augment['rotation'] must be a number of degrees in [0, 180]; got "
-                f"{rotation!r}."
-            )
-        return Augment(bool(options["hflip"]), bool(options["vflip"]), rotation)
 
     # ------------------------------------------------------------------ fit --
     @_fit_context(prefer_skip_nested_validation=True)
@@ -476,7 +311,7 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
             check_backbone(self.backbone)
             check_pretrained(self.pretrained)
             crop_size = self._resolve_sizes(data.size)
-        device = _resolve_device(self.device, for_fit=True)
+        device = resolve_device(self.device, for_fit=True)
 
         self.classes_ = encoder.classes_
         self.tabular_ = tabular
@@ -545,25 +380,12 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = history
         return self
 
-    @staticmethod
-    def _to_device(module, device):
-        module = module.to(device)
-        if device.type == "cuda":
-            module = module.to(memory_format=torch.channels_last)
-        return module
-
-    def _preprocess(self):
-        if self.tabular_:
-            return Normalize(self.feature_mean_, self.feature_scale_, images=False)
-        mean, std = normalization_stats(self.backbone, self._channels())
-        return Normalize(mean, std)
-
     # -------------------------------------------------------------- predict --
     def _prepare(self, X):
         check_is_fitted(self)
         data = self._inputs(X, fitting=False)
-        device = _resolve_device(self.device, for_fit=False)
-        for name in _MODULES:
+        device = resolve_device(self.device, for_fit=False)
+        for name in self._torch_modules:
             setattr(self, name, self._to_device(getattr(self, name), device).eval())
         return data, device
 
@@ -702,15 +524,3 @@ class DiffMICClassifier(ClassifierMixin, BaseEstimator):
                 self.schedule_.n_timesteps, self.sampler, self.n_inference_steps
             )
         )
-
-    # -------------------------------------------------------------- pickling --
-    def __getstate__(self):
-        state = super().__getstate__()
-        for name in _MODULES:
-            module = state.get(name)
-            if module is not None and any(
-                t.device.type != "cpu"
-                for t in list(module.parameters()) + list(module.buffers())
-            ):
-                state[name] = copy.deepcopy(module).cpu()
-        return state

@@ -1,0 +1,231 @@
+"""What the estimators share: turning ``X`` and ``y`` into rows and labels.
+
+:class:`ImageInputMixin` owns the input contract of the package's estimators:
+image arrays, image file paths, flattened images with ``image_shape``, feature
+matrices (where the estimator has a tabular mode), the label checks, the
+training augmentation, moving modules between devices, and pickling their
+torch modules as CPU state.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils import column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from ._backbones import normalization_stats
+from ._inputs import (
+    ArrayFeatures,
+    Augment,
+    Normalize,
+    PathImages,
+    as_images,
+    as_paths,
+    check_dense,
+)
+
+__all__ = ["ImageInputMixin", "resolve_device"]
+
+_AUGMENT_KEYS = {"hflip", "vflip", "rotation"}
+_PAPER_SIZE = 224
+
+
+def resolve_device(name: str, *, for_fit: bool) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"Invalid device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if for_fit:
+            raise ValueError(
+                f"device={name!r} was requested but CUDA is not available."
+            )
+        warnings.warn(
+            f"device={name!r} is not available here; predicting on the CPU.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return device
+
+
+class ImageInputMixin:
+    """Input handling shared by the estimators (see the module docstring).
+
+    The estimator defines the parameters ``backbone``, ``image_size``,
+    ``image_shape`` and ``augment``; after ``fit`` the attributes ``tabular_``,
+    ``image_shape_`` and ``image_size_``. ``_torch_modules`` names the fitted
+    torch modules, stored on the CPU when pickled.
+    """
+
+    _torch_modules: tuple[str, ...] = ()
+    _supports_tabular = True
+
+    def _check_image_shape(self):
+        shape = self.image_shape
+        if shape is None:
+            return None
+        shape = tuple(shape)
+        if len(shape) not in (2, 3) or not all(
+            isinstance(s, Integral) and s > 0 for s in shape
+        ):
+            raise ValueError(
+                f"image_shape must be (H, W) or (H, W, C) of positive integers; "
+                f"got {self.image_shape!r}."
+            )
+        return shape
+
+    def _inputs(self, X, *, fitting: bool):
+        """Wrap ``X`` as the source of rows its kind and the fitted mode call for.
+
+        Returns an ArrayImages / PathImages (image mode) or an ArrayFeatures
+        (tabular mode). Raises clear errors for input the estimator cannot use.
+        """
+        check_dense(X)
+        tabular = None if fitting else self.tabular_
+        if isinstance(X, (list, tuple)) and len(X) == 0:
+            raise ValueError("X is empty: found 0 samples.")
+        paths = as_paths(X)
+        if paths is not None:
+            if tabular:
+                raise ValueError(
+                    "This model was fitted on feature vectors; got image file paths."
+                )
+            images = PathImages(paths, channels=None if fitting else self._channels())
+            return self._sized(images, fitting)
+        if not hasattr(X, "iloc"):  # DataFrames go to validate_data as they are
+            X = np.asarray(X)
+        ndim = X.ndim
+        dtype = getattr(X, "dtype", None)
+        if ndim == 2 and dtype is not None and dtype.kind in "USV":
+            raise TypeError(
+                f"X has dtype {dtype}; features and flattened images must be numeric."
+            )
+        if ndim == 1:
+            raise ValueError(
+                "Expected 2D array, got a 1-D X: pass images (n, H, W) or "
+                "(n, H, W, C), a list of image paths, flattened images "
+                "(n, H*W*C) with image_shape, or a feature matrix "
+                "(n_samples, n_features). Reshape your data, e.g. one sample with "
+                "X.reshape(1, -1)."
+            )
+        if ndim == 2:
+            image_shape = self._check_image_shape()
+            if image_shape is None and fitting and not self._supports_tabular:
+                raise ValueError(
+                    f"{type(self).__name__} needs images; got a 2-D X. Set "
+                    "image_shape to reshape flattened rows."
+                )
+            if image_shape is None and (fitting or tabular):
+                X = validate_data(self, X, reset=fitting, dtype=np.float64)
+                return ArrayFeatures(X)
+            if image_shape is None:
+                raise ValueError(
+                    "This model was fitted on images; got a 2-D X. Pass images, "
+                    "or set image_shape to reshape flattened rows."
+                )
+            X = validate_data(self, X, reset=fitting, dtype="numeric")
+            if X.shape[1] != int(np.prod(image_shape)):
+                raise ValueError(
+                    f"X has {X.shape[1]} features per row, which cannot be reshaped "
+                    f"to image_shape={image_shape} ({int(np.prod(image_shape))} "
+                    "values)."
+                )
+            X = X.reshape(X.shape[0], *image_shape)
+        elif tabular:
+            raise ValueError(
+                f"This model was fitted on feature vectors "
+                f"({self.n_features_in_} features); got an array of {ndim} "
+                "dimensions."
+            )
+        elif fitting:
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+        images = as_images(X, n_channels=None if fitting else self._channels())
+        return self._sized(images, fitting)
+
+    def _channels(self):
+        return self.image_shape_[2]
+
+    def _sized(self, images, fitting):
+        """Set the network input side of an image source (resolved at fit)."""
+        if fitting:
+            if self.image_size is not None:
+                size = self.image_size
+            else:
+                size = min(_PAPER_SIZE, int(np.median(images.shorter_sides())))
+            images.size = int(size)
+        else:
+            images.size = self.image_size_
+        return images
+
+    def _check_targets(self, y, n_samples):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
+        y = column_or_1d(y, warn=True)
+        if y.shape[0] != n_samples:
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: {n_samples} in X "
+                f"and {y.shape[0]} labels in y."
+            )
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity.")
+        if y.dtype == object and any(v is None or v != v for v in y):
+            raise ValueError("y contains missing values (None or NaN).")
+        check_classification_targets(y)
+        return y
+
+    def _check_augment(self):
+        if self.augment is False:
+            return None
+        if self.augment is True:
+            return Augment()
+        unknown = set(self.augment) - _AUGMENT_KEYS
+        if unknown:
+            raise ValueError(
+                f"Unknown augment option(s) {sorted(unknown)}; use "
+                f"{sorted(_AUGMENT_KEYS)}."
+            )
+        options = {"hflip": False, "vflip": False, "rotation": 0.0, **self.augment}
+        rotation = options["rotation"]
+        if not isinstance(rotation, Real) or not 0 <= rotation <= 180:
+            raise ValueError(
+                f"augment['rotation'] must be a number of degrees in [0, 180]; got "
+                f"{rotation!r}."
+            )
+        return Augment(bool(options["hflip"]), bool(options["vflip"]), rotation)
+
+    @staticmethod
+    def _to_device(module, device):
+        module = module.to(device)
+        if device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def _preprocess(self):
+        if self.tabular_:
+            return Normalize(self.feature_mean_, self.feature_scale_, images=False)
+        mean, std = normalization_stats(self.backbone, self._channels())
+        return Normalize(mean, std)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._torch_modules:
+            module = state.get(name)
+            if module is not None and any(
+                t.device.type != "cpu"
+                for t in list(module.parameters()) + list(module.buffers())
+            ):
+                state[name] = copy.deepcopy(module).cpu()
+        return state
