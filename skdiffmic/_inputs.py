@@ -203,7 +203,7 @@ def as_paths(X) -> list | None:
     """The file paths in ``X`` if it is a container of paths, else None.
 
     Accepted: a list / tuple / 1-D array of ``str`` or ``os.PathLike``, a
-    pandas Series of them, or a one-column DataFrame of them. A single string
+    one-column 2-D array, pandas Series or one-column DataFrame of them. A single string
     is refused with a TypeError (pass a list).
     """
     if is_path(X):
@@ -222,8 +222,9 @@ def as_paths(X) -> list | None:
             values = X.tolist()
     elif isinstance(X, (list, tuple)):
         values = list(X)
-    elif isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "OU":
-        values = X.tolist()
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "OU":
+        if X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1):
+            values = X.ravel().tolist()
     if not values or not is_path(values[0]):
         return None
     for i, value in enumerate(values):
