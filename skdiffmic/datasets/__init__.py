@@ -9,6 +9,7 @@ from ._loaders import (
     load_image_folder,
     load_medmnist,
 )
+from ._read import read_images
 from ._synthetic import make_lesions
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "load_image_folder",
     "load_medmnist",
     "make_lesions",
+    "read_images",
 ]
