@@ -1,14 +1,13 @@
 """Data sets: synthetic generators and loaders of medical images."""
 
+from ._challenges import load_aptos2019, load_ham10000
 from ._loaders import (
     APTOS2019_CLASSES,
     HAM10000_CLASSES,
-    load_aptos2019,
     load_br35h,
-    load_ham10000,
     load_image_folder,
-    load_medmnist,
 )
+from ._medmnist import load_medmnist
 from ._read import read_images
 from ._synthetic import make_lesions
 
