@@ -30,10 +30,11 @@ from ._inputs import (
     check_dense,
 )
 
-__all__ = ["ImageInputMixin", "resolve_device"]
+__all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
 
 _AUGMENT_KEYS = {"hflip", "vflip", "rotation"}
 _PAPER_SIZE = 224
+MIN_IMAGE_SIZE = 8
 
 
 def resolve_device(name: str, *, for_fit: bool) -> torch.device:
@@ -162,6 +163,12 @@ class ImageInputMixin:
                 size = self.image_size
             else:
                 size = min(_PAPER_SIZE, int(np.median(images.shorter_sides())))
+            if size < MIN_IMAGE_SIZE:
+                raise ValueError(
+                    f"The network input would be {size} px a side; the networks "
+                    f"need at least {MIN_IMAGE_SIZE} px (set image_size to upsample "
+                    "small images)."
+                )
             images.size = int(size)
         else:
             images.size = self.image_size_
@@ -184,6 +191,13 @@ class ImageInputMixin:
         if y.dtype == object and any(v is None or v != v for v in y):
             raise ValueError("y contains missing values (None or NaN).")
         check_classification_targets(y)
+        if len(np.unique(y)) < 2:
+            label = y[0].item() if hasattr(y[0], "item") else y[0]
+            raise ValueError(
+                f"Need samples of at least 2 classes; y has 1 class ({label!r})."
+            )
+        if n_samples < 2:
+            raise ValueError("Need at least 2 training samples; got 1 sample.")
         return y
 
     def _check_augment(self):

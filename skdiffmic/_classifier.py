@@ -259,11 +259,6 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- inputs --
     def _resolve_sizes(self, size):
-        if size < 8:
-            raise ValueError(
-                f"The network input would be {size} px a side; the networks need at "
-                "least 8 px (set image_size to upsample small images)."
-            )
         crop_size = self.crop_size or max(4, round(size * 32 / 224))
         if crop_size > size:
             raise ValueError(
@@ -299,13 +294,6 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data = self._inputs(X, fitting=True)
         y = self._check_targets(y, len(data))
         encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                "Need samples of at least 2 classes; y has 1 class "
-                f"({encoder.classes_[0].item()!r})."
-            )
-        if len(data) < 2:
-            raise ValueError("Need at least 2 training samples; got 1 sample.")
         tabular = isinstance(data, ArrayFeatures)
         if not tabular:
             check_backbone(self.backbone)

@@ -194,8 +194,8 @@ def check_dense(X) -> None:
     """Reject sparse input with a clear TypeError."""
     if sp.issparse(X):
         raise TypeError(
-            "Sparse data is not supported: DiffMICClassifier needs dense images "
-            "or features; convert with X.toarray()."
+            "Sparse data is not supported: the estimator needs dense images or "
+            "features; convert with X.toarray()."
         )
 
 

