@@ -71,7 +71,7 @@ SETTINGS = {
         image_size=64,
         backbone="resnet10t",
         guidance_epochs=4,
-        max_epochs=8,
+        max_epochs=10,
         hidden_dim=512,
         batch_size=32,
         folds=3,
@@ -168,7 +168,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     counts = np.bincount(y)
     print(
         f"data: {description}: {len(y)} images {X.shape[1:]}, classes "
-        f"{dict(zip(names[: len(counts)], counts.tolist()))}"
+        f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
     common = dict(
         backbone=s["backbone"],
