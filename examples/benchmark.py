@@ -270,7 +270,7 @@ def plot(summary: pd.DataFrame, confusion, names, path: Path) -> None:
     )
     bars.set_ylim(0, 1.05)
     bars.set_ylabel("mean over folds (± sd)")
-    bars.legend(loc="lower right")
+    bars.legend(loc="upper center", bbox_to_anchor=(0.5, 1.13), ncol=3)
     cm.imshow(confusion, cmap="Blues")
     for (i, j), v in np.ndenumerate(confusion):
         cm.text(
@@ -279,7 +279,7 @@ def plot(summary: pd.DataFrame, confusion, names, path: Path) -> None:
             str(v),
             ha="center",
             va="center",
-            color="white" if v > confusion.max() / 2 else "black",
+            color="white" if v > 0.6 * confusion.max() else "black",
         )
     cm.set_xticks(range(len(names)), names)
     cm.set_yticks(range(len(names)), names)
