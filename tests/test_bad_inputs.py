@@ -220,3 +220,42 @@ def test_grayscale_and_rgb_files_mixed_are_read_as_rgb(tmp_path):
     np.testing.assert_allclose(
         clf.predict_proba(paths[1:2]), clf.predict_proba(replicated), atol=1e-6
     )
+
+
+BOUNDS = {
+    "image_size": 4,
+    "n_crops": 0,
+    "n_timesteps": 1,
+    "n_inference_steps": 0,
+    "mmd_weight": -0.5,
+    "hidden_dim": 0,
+    "max_epochs": 0,
+    "guidance_epochs": -1,
+    "batch_size": 1,
+    "learning_rate": 0.0,
+    "guidance_learning_rate": -1e-3,
+    "ema_decay": 1.0,
+    "beta_schedule": "quadratic",
+    "sampler": "euler",
+    "guidance": "triple",
+}
+
+
+@pytest.mark.parametrize(
+    "name", sorted(skdiffmic._classifier.DiffMICClassifier._parameter_constraints)
+)
+def test_every_parameter_is_validated(no_training, name):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    values = [object()] + ([BOUNDS[name]] if name in BOUNDS else [])
+    for value in values:
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+            tiny(**{name: value}).fit(_rgb(), Y4)
+
+
+def test_constraints_cover_every_parameter():
+    from skdiffmic import DiffMICClassifier
+    from skdiffmic.baselines import TimmClassifier
+
+    for cls in (DiffMICClassifier, TimmClassifier):
+        assert set(cls._parameter_constraints) == set(cls().get_params())
