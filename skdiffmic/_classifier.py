@@ -19,6 +19,7 @@ from ._base import ImageInputMixin, resolve_device
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import ArrayFeatures, row_seeds
 from ._networks import build_networks
+from ._persist import load_estimator, save_estimator
 from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
 
 __all__ = ["DiffMICClassifier"]
@@ -504,6 +505,49 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 logits = guidance_model(x)[which[granularity]]
             outputs.append(logits.to(torch.float64).softmax(-1).cpu())
         return torch.cat(outputs).numpy()
+
+    # ---------------------------------------------------------------- saving --
+    def save(self, path):
+        """Save the fitted model to a file that cannot run code when loaded.
+
+        The file is a ``.safetensors`` file: the networks' tensors, plus the
+        parameters, classes and fitted attributes (history included) as JSON
+        in its metadata. Nothing in it is pickled. Load it with
+        :meth:`DiffMICClassifier.load`. A ``random_state`` that is a
+        ``RandomState`` instance is saved as None (the fitted sampling seed,
+        which predictions depend on, is saved).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file, conventionally ending in ``.safetensors``.
+        """
+        check_is_fitted(self)
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`; it predicts as the saved one did.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        DiffMICClassifier
+            The fitted estimator (modules on the CPU; ``device`` is used at
+            prediction as usual).
+
+        Raises
+        ------
+        ValueError
+            If the file is truncated or corrupt, is not a saved skdiffmic
+            model, has an unknown format version, or holds tensors that are
+            missing, extra or of the wrong shape for the saved parameters.
+        """
+        return load_estimator(cls, path)
 
     def _n_head_evaluations(self):
         """Number of label-head evaluations per image of the current sampler."""

@@ -1,0 +1,110 @@
+"""save / load: a safetensors + JSON format that never unpickles anything."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from skdiffmic import DiffMICClassifier
+from tests.conftest import tiny
+
+
+def test_round_trip_gives_identical_predictions(tmp_path, images, fitted):
+    X, _ = images
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    loaded = DiffMICClassifier.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(
+        loaded.predict_prior_proba(X), fitted.predict_prior_proba(X)
+    )
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.history_ == fitted.history_
+    assert loaded.classes_.tolist() == fitted.classes_.tolist()
+    assert loaded.image_shape_ == fitted.image_shape_
+
+
+def test_round_trip_of_the_tabular_mode_with_integer_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), np.arange(30) % 3 + 10
+    clf = tiny(max_epochs=1, random_state=np.random.RandomState(0)).fit(X, y)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.classes_.dtype == clf.classes_.dtype
+    assert loaded.n_features_in_ == 4 and loaded.random_state is None
+
+
+def test_loading_never_unpickles(tmp_path, fitted, monkeypatch):
+    fitted.save(tmp_path / "m.safetensors")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    DiffMICClassifier.load(tmp_path / "m.safetensors")
+
+
+def test_truncated_file_is_refused(tmp_path, fitted):
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        DiffMICClassifier.load(path)
+
+
+def _rewrite(path, *, drop=None, reshape=None, version=None):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    if drop:
+        del tensors[drop]
+    if reshape:
+        tensors[reshape] = torch.zeros(3, 3)
+    if version is not None:
+        document = json.loads(metadata["skdiffmic"])
+        document["version"] = version
+        metadata = {"skdiffmic": json.dumps(document)}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_missing_or_mis_shaped_tensors_and_unknown_versions_are_refused(
+    tmp_path, fitted
+):
+    path = tmp_path / "m.safetensors"
+    key = "denoiser_.out.weight"
+    for change, match in (
+        (dict(drop=key), "Missing key"),
+        (dict(reshape=key), "size mismatch"),
+        (dict(version=99), "format version 99"),
+    ):
+        fitted.save(path)
+        _rewrite(path, **change)
+        with pytest.raises(ValueError, match=match):
+            DiffMICClassifier.load(path)
+
+
+def test_other_files_are_refused(tmp_path):
+    other = tmp_path / "weights.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(ValueError, match="not a saved skdiffmic model"):
+        DiffMICClassifier.load(other)
+    with pytest.raises(FileNotFoundError):
+        DiffMICClassifier.load(tmp_path / "missing.safetensors")
+
+
+def test_save_needs_a_fitted_model(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        tiny().save(tmp_path / "m.safetensors")
