@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, check_pretrained
@@ -103,6 +104,13 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Decay of the exponential moving average of the denoiser weights used
         for prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))``
         after ``k`` steps. ``0`` predicts with the raw weights.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the training losses, for imbalanced data:
+        the guidance model's cross-entropy is weighted by class and the
+        denoiser's MSE is a class-weighted mean over the rows (the MMD terms,
+        which compare whole batches, are not weighted). ``"balanced"`` uses
+        ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
+        weights (missing labels weigh 1).
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -202,6 +210,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "guidance_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -230,6 +239,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         learning_rate=1e-3,
         guidance_learning_rate=2e-4,
         ema_decay=0.9999,
+        class_weight=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -254,11 +264,18 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.guidance_learning_rate = guidance_learning_rate
         self.ema_decay = ema_decay
+        self.class_weight = class_weight
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # ---------------------------------------------------------------- inputs --
+    def _class_weights(self, y):
+        """Per-class weights in the order of ``classes_``, or None."""
+        if self.class_weight is None:
+            return None
+        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+
     def _resolve_sizes(self, size):
         crop_size = self.crop_size or max(4, round(size * 32 / 224))
         if crop_size > size:
@@ -347,6 +364,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             # One granularity in the tabular mode: the fused path alone.
             guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,
+            class_weight=self._class_weights(y),
             augment=None if tabular else augment,
             verbose=self.verbose,
         )

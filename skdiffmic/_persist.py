@@ -75,6 +75,14 @@ def save_estimator(estimator, path) -> None:
         # A RandomState instance is not data; the fitted seeds are what
         # predictions depend on, and they are saved.
         params["random_state"] = None
+    if isinstance(params.get("class_weight"), dict):
+        # JSON object keys are strings; keep the labels' own types as pairs.
+        params["class_weight"] = {
+            "pairs": [
+                [_jsonable(k, "class_weight"), float(v)]
+                for k, v in params["class_weight"].items()
+            ]
+        }
     document = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -133,7 +141,10 @@ def _read(path):
 def load_estimator(cls, path):
     """Rebuild a fitted ``cls`` from a file written by :func:`save_estimator`."""
     document, tensors = _read(path)
-    estimator = cls(**document["params"])
+    params = document["params"]
+    if isinstance(params.get("class_weight"), dict):
+        params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
+    estimator = cls(**params)
     for name, value in document["attributes"].items():
         if name == "image_shape_" and value is not None:
             value = tuple(value)

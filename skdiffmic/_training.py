@@ -48,6 +48,7 @@ class TrainConfig:
     guidance: str
     ema_decay: float
     augment: object = None  # a callable (batch, generator) -> batch, or None
+    class_weight: object = None  # a float tensor (n_classes,), or None
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     verbose: int = 0
@@ -128,6 +129,19 @@ def _epoch_order(n, batch_size, generator):
     return order[: _epoch_size(n, batch_size)]
 
 
+def _weighted_mse(pred, target, labels, class_weight):
+    """MSE over the batch; with ``class_weight``, a weighted mean of the rows.
+
+    Rows are weighted by their class's weight, normalised by the sum of the
+    weights (as ``cross_entropy`` does with ``weight``).
+    """
+    if class_weight is None:
+        return F.mse_loss(pred, target)
+    per_row = (pred - target).pow(2).mean(-1)
+    weights = class_weight[labels]
+    return (weights * per_row).sum() / weights.sum().clamp_min(1e-12)
+
+
 def _lr_lambda(total_steps: int, warmup_fraction: float):
     warmup = max(1, int(round(warmup_fraction * total_steps)))
 
@@ -171,6 +185,10 @@ def fit_diffmic(
     """
     n = len(images)
     y_all = torch.as_tensor(y, dtype=torch.long)
+    class_weight = None
+    if config.class_weight is not None:
+        class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
+        class_weight = class_weight.to(device)
     guidance_opt = torch.optim.Adam(
         dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True
     )
@@ -194,7 +212,7 @@ def fit_diffmic(
             target = y_all[pos].to(device)
             with autocast(device):
                 logits = dcg(x).fused
-            loss = F.cross_entropy(logits.float(), target)
+            loss = F.cross_entropy(logits.float(), target, weight=class_weight)
             guidance_opt.zero_grad(set_to_none=True)
             loss.backward()
             guidance_opt.step()
@@ -236,7 +254,7 @@ def fit_diffmic(
             # One DCG pass: its cross-entropy step, and its detached priors.
             with autocast(device):
                 guide = dcg(x)
-            ce = F.cross_entropy(guide.fused.float(), target)
+            ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
             guidance_opt.zero_grad(set_to_none=True)
             ce.backward()
             guidance_opt.step()
@@ -249,7 +267,7 @@ def fit_diffmic(
                 features = denoiser.encode(x)
                 y_t = schedule.q_sample(y0, priors[0], t, eps)
                 eps_fused = denoiser.head(features, y_t, priors[0], t)
-                mse = F.mse_loss(eps_fused.float(), eps)
+                mse = _weighted_mse(eps_fused.float(), eps, target, class_weight)
                 mmd = torch.zeros((), device=device)
                 if dual:
                     for prior in priors[1:]:

@@ -201,3 +201,44 @@ def test_pretrained_weights_from_a_local_file(tmp_path, images):
         tiny(max_epochs=1).fit(X, y).denoiser_.encoder.state_dict()["conv1.0.weight"],
         expected,
     )
+
+
+def test_class_weight_weighs_the_guidance_loss_as_expected(monkeypatch):
+    """On an imbalanced toy set, "balanced" weighs the rare class up in the CE."""
+    import torch.nn.functional as F
+
+    import skdiffmic._training as training
+
+    seen = []
+    real = F.cross_entropy
+
+    def spy(logits, target, weight=None, **kwargs):
+        seen.append(None if weight is None else weight.cpu().numpy().copy())
+        return real(logits, target, weight=weight, **kwargs)
+
+    monkeypatch.setattr(training.F, "cross_entropy", spy)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    y = np.array(["common"] * 15 + ["rare"] * 5)
+    tiny(max_epochs=1, class_weight="balanced").fit(X, y)
+    # n / (n_classes * count): 20 / (2 * 15) and 20 / (2 * 5).
+    np.testing.assert_allclose(seen[0], [20 / 30, 2.0], rtol=1e-6)
+    seen.clear()
+    tiny(max_epochs=1, class_weight={"rare": 5.0}).fit(X, y)
+    np.testing.assert_allclose(seen[0], [1.0, 5.0])
+    seen.clear()
+    tiny(max_epochs=1).fit(X, y)
+    assert seen[0] is None
+
+
+def test_weighted_mse_is_a_class_weighted_mean():
+    from skdiffmic._training import _weighted_mse
+
+    pred, target = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [0, 0]])
+    labels = torch.tensor([0, 1, 1])
+    weights = torch.tensor([3.0, 1.0])
+    expected = (3 * 1.0 + 1 * 4.0 + 1 * 0.0) / 5
+    assert _weighted_mse(pred, target, labels, weights).item() == pytest.approx(
+        expected
+    )
+    assert _weighted_mse(pred, target, labels, None).item() == pytest.approx(5 / 3)

@@ -108,3 +108,14 @@ def test_save_needs_a_fitted_model(tmp_path):
 
     with pytest.raises(NotFittedError):
         tiny().save(tmp_path / "m.safetensors")
+
+
+def test_class_weight_dict_keeps_its_label_types(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    clf = tiny(max_epochs=1, class_weight={0: 2.0, 1: 0.5}).fit(X, y)
+    clf.save(tmp_path / "m.safetensors")
+    assert DiffMICClassifier.load(tmp_path / "m.safetensors").class_weight == {
+        0: 2.0,
+        1: 0.5,
+    }
