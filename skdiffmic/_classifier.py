@@ -9,6 +9,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -18,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._backbones import check_backbone, check_pretrained
 from ._base import ImageInputMixin, resolve_device
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
-from ._inputs import ArrayFeatures, row_seeds
+from ._inputs import ArrayFeatures, Subset, row_seeds
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
 from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
@@ -111,6 +113,20 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         which compare whole batches, are not weighted). ``"balanced"`` uses
         ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
         weights (missing labels weigh 1).
+    validation_fraction : float or None, default=None
+        Fraction of the training data held out (stratified) to validate the
+        model after every diffusion epoch: macro-F1 and accuracy of the
+        denoised predictions go into ``history_``, and the weights of the
+        epoch with the best validation macro-F1 are restored at the end.
+        ``None`` validates nothing (0.1 when ``early_stopping``). The held-out
+        rows are never trained on.
+    early_stopping : bool, default=False
+        Stop the diffusion stage when the validation macro-F1 has not
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs.
+    n_iter_no_change : int, default=10
+        Patience of ``early_stopping``, in diffusion epochs.
+    tol : float, default=1e-4
+        Smallest validation macro-F1 gain that counts as an improvement.
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -147,7 +163,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     schedule_ : NoiseSchedule
         The diffusion schedule.
     n_iter_ : int
-        Diffusion epochs run.
+        Diffusion epochs run (fewer than ``max_epochs`` after early stopping
+        or an interrupt).
+    best_epoch_ : int
+        The diffusion epoch whose weights the model holds: the best by
+        validation macro-F1 when validating, else the last one run.
     history_ : list of dict
         Per-epoch record of the stage, the losses and the wall time.
 
@@ -211,6 +231,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "guidance_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -240,6 +264,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         guidance_learning_rate=2e-4,
         ema_decay=0.9999,
         class_weight=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=10,
+        tol=1e-4,
         device="auto",
         random_state=None,
         verbose=0,
@@ -265,6 +293,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.guidance_learning_rate = guidance_learning_rate
         self.ema_decay = ema_decay
         self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -354,6 +386,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         guidance_model = self._to_device(guidance_model, device)
         denoiser = self._to_device(denoiser, device)
         self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
+        self.sampling_seed_ = sample_seed
+        codes = encoder.transform(y)
+        train_rows, validate = self._validation(data, codes, train_seed, device)
         config = TrainConfig(
             max_epochs=self.max_epochs,
             guidance_epochs=self.guidance_epochs,
@@ -366,13 +401,17 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             ema_decay=self.ema_decay,
             class_weight=self._class_weights(y),
             augment=None if tabular else augment,
+            validate=validate,
+            early_stopping=self.early_stopping,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
             verbose=self.verbose,
         )
-        ema, history = fit_diffmic(
+        ema, history, result = fit_diffmic(
             guidance_model,
             denoiser,
-            data,
-            encoder.transform(y),
+            Subset(data, train_rows),
+            codes[train_rows],
             n_classes=n_classes,
             schedule=self.schedule_,
             preprocess=self._preprocess(),
@@ -382,10 +421,46 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         )
         self.guidance_model_ = guidance_model.eval()
         self.denoiser_ = ema.module.eval()
-        self.sampling_seed_ = sample_seed
-        self.n_iter_ = self.max_epochs
+        self.n_iter_ = result["n_epochs"]
+        self.best_epoch_ = result["best_epoch"]
         self.history_ = history
         return self
+
+    def _validation_split(self, codes, seed):
+        """``(train rows, validation rows or None)`` of the training data."""
+        fraction = self.validation_fraction
+        if fraction is None and self.early_stopping:
+            fraction = 0.1
+        rows = np.arange(len(codes))
+        if fraction is None:
+            return rows, None
+        split = StratifiedShuffleSplit(1, test_size=fraction, random_state=seed)
+        try:
+            train, held_out = next(split.split(rows, codes))
+        except ValueError as exc:
+            raise ValueError(
+                f"Cannot hold out a stratified validation_fraction={fraction}: {exc}"
+            ) from None
+        return np.sort(train), np.sort(held_out)
+
+    def _validation(self, data, codes, seed, device):
+        """Training rows and the per-epoch validation callback (or None)."""
+        train, held_out = self._validation_split(codes, seed)
+        if held_out is None:
+            return train, None
+        rows, truth = Subset(data, held_out), codes[held_out]
+
+        def validate(guidance_model, denoiser):
+            y0 = self._denoise_rows(rows, device, (guidance_model, denoiser, None))
+            pred = y0.argmax(1)
+            return {
+                "val_accuracy": float(np.mean(pred == truth)),
+                "val_macro_f1": float(
+                    f1_score(truth, pred, average="macro", zero_division=0)
+                ),
+            }
+
+        return train, validate
 
     # -------------------------------------------------------------- predict --
     def _prepare(self, X):
@@ -433,8 +508,12 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     def _denoise(self, X) -> np.ndarray:
         """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
         data, device = self._prepare(X)
+        return self._denoise_rows(data, device, self._inference_networks())
+
+    def _denoise_rows(self, data, device, networks) -> np.ndarray:
+        """``y_0`` for a row source, with ``(guidance, denoiser, dtype)``."""
         n_draws = self._n_noise_draws()
-        guidance_model, denoiser, dtype = self._inference_networks()
+        guidance_model, denoiser, dtype = networks
         outputs = []
         for _, x, raw in self._batches(data, device):
             seeds = row_seeds(raw, self.sampling_seed_)

@@ -33,6 +33,7 @@ __all__ = [
     "Augment",
     "Normalize",
     "PathImages",
+    "Subset",
     "as_images",
     "as_paths",
     "check_dense",
@@ -170,6 +171,20 @@ def _probe(item):
         return probe_image(path)
     except ValueError as exc:
         raise ValueError(f"X[{index}]: {exc}") from None
+
+
+class Subset:
+    """The rows ``indices`` of another source (a training / validation split)."""
+
+    def __init__(self, source, indices):
+        self.source = source
+        self.indices = np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, indices) -> torch.Tensor:
+        return self.source.load(self.indices[np.asarray(indices)])
 
 
 class ArrayFeatures:

@@ -35,6 +35,7 @@ _ATTRIBUTES = (
     "n_features_in_",
     "sampling_seed_",
     "n_iter_",
+    "best_epoch_",
     "history_",
 )
 _ARRAYS = ("feature_mean_", "feature_scale_")

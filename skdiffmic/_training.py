@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -49,6 +50,12 @@ class TrainConfig:
     ema_decay: float
     augment: object = None  # a callable (batch, generator) -> batch, or None
     class_weight: object = None  # a float tensor (n_classes,), or None
+    # validate(dcg, denoiser) -> dict of validation metrics, "val_macro_f1"
+    # among them; None trains without validation.
+    validate: object = None
+    early_stopping: bool = False
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     verbose: int = 0
@@ -142,6 +149,13 @@ def _weighted_mse(pred, target, labels, class_weight):
     return (weights * per_row).sum() / weights.sum().clamp_min(1e-12)
 
 
+def _snapshot(*modules):
+    """Detached copies of the modules' state dicts (same device)."""
+    return tuple(
+        {k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules
+    )
+
+
 def _lr_lambda(total_steps: int, warmup_fraction: float):
     warmup = max(1, int(round(warmup_fraction * total_steps)))
 
@@ -181,7 +195,12 @@ def fit_diffmic(
     ema : ModelEMA
         The moving average of the denoiser, used for prediction.
     history : list of dict
-        One record per epoch: stage, losses and wall time.
+        One record per epoch: stage, losses, wall time and, with validation,
+        the validation metrics.
+    result : dict
+        ``n_epochs`` (diffusion epochs completed) and ``best_epoch`` (the one
+        whose weights the models hold on return: the best by validation
+        macro-F1 when validating, else the last completed).
     """
     n = len(images)
     y_all = torch.as_tensor(y, dtype=torch.long)
@@ -237,65 +256,101 @@ def fit_diffmic(
     ema = ModelEMA(denoiser, config.ema_decay)
     dual = config.guidance == "dual"
     eye = torch.eye(n_classes, device=device)
-    for epoch in range(config.max_epochs):
-        start = time.perf_counter()
-        dcg.train()
-        denoiser.train()
-        sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
-        n_batches = 0
-        order = _epoch_order(n, config.batch_size, generator)
-        for pos, x, _ in iter_batches(
-            images, order, config.batch_size, preprocess, device
-        ):
-            if config.augment is not None:
-                x = config.augment(x, generator)
-            target = y_all[pos].to(device)
-            b = len(pos)
-            # One DCG pass: its cross-entropy step, and its detached priors.
-            with autocast(device):
-                guide = dcg(x)
-            ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
-            guidance_opt.zero_grad(set_to_none=True)
-            ce.backward()
-            guidance_opt.step()
-            priors = [g.detach().float().softmax(-1) for g in guide]
+    best = {"score": None, "epoch": 0, "state": None}
+    last_state, stale, completed = None, 0, 0
+    try:
+        for epoch in range(config.max_epochs):
+            start = time.perf_counter()
+            dcg.train()
+            denoiser.train()
+            sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
+            n_batches = 0
+            order = _epoch_order(n, config.batch_size, generator)
+            for pos, x, _ in iter_batches(
+                images, order, config.batch_size, preprocess, device
+            ):
+                if config.augment is not None:
+                    x = config.augment(x, generator)
+                target = y_all[pos].to(device)
+                b = len(pos)
+                # One DCG pass: its cross-entropy step, and its detached priors.
+                with autocast(device):
+                    guide = dcg(x)
+                ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
+                guidance_opt.zero_grad(set_to_none=True)
+                ce.backward()
+                guidance_opt.step()
+                priors = [g.detach().float().softmax(-1) for g in guide]
 
-            y0 = eye[target]
-            t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
-            eps = torch.randn(b, n_classes, generator=generator).to(device)
-            with autocast(device):
-                features = denoiser.encode(x)
-                y_t = schedule.q_sample(y0, priors[0], t, eps)
-                eps_fused = denoiser.head(features, y_t, priors[0], t)
-                mse = _weighted_mse(eps_fused.float(), eps, target, class_weight)
-                mmd = torch.zeros((), device=device)
-                if dual:
-                    for prior in priors[1:]:
-                        y_t_path = schedule.q_sample(y0, prior, t, eps)
-                        eps_path = denoiser.head(features, y_t_path, prior, t)
-                        mmd = mmd + gaussian_mmd(eps, eps_path.float())
-                loss = mse + config.mmd_weight * mmd
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            ema.update(denoiser)
+                y0 = eye[target]
+                t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
+                eps = torch.randn(b, n_classes, generator=generator).to(device)
+                with autocast(device):
+                    features = denoiser.encode(x)
+                    y_t = schedule.q_sample(y0, priors[0], t, eps)
+                    eps_fused = denoiser.head(features, y_t, priors[0], t)
+                    mse = _weighted_mse(eps_fused.float(), eps, target, class_weight)
+                    mmd = torch.zeros((), device=device)
+                    if dual:
+                        for prior in priors[1:]:
+                            y_t_path = schedule.q_sample(y0, prior, t, eps)
+                            eps_path = denoiser.head(features, y_t_path, prior, t)
+                            mmd = mmd + gaussian_mmd(eps, eps_path.float())
+                    loss = mse + config.mmd_weight * mmd
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                ema.update(denoiser)
 
-            n_batches += 1
-            sums["diffusion_loss"] += loss.item()
-            sums["mse"] += mse.item()
-            sums["mmd"] += mmd.item()
-            sums["guidance_loss"] += ce.item()
-        record = {"epoch": config.guidance_epochs + epoch + 1, "stage": "diffusion"}
-        record.update({k: v / max(1, n_batches) for k, v in sums.items()})
-        record["time"] = time.perf_counter() - start
-        history.append(record)
-        bar.set_postfix(
-            stage="diffusion",
-            loss=f"{record['diffusion_loss']:.4f}",
-            ce=f"{record['guidance_loss']:.4f}",
+                n_batches += 1
+                sums["diffusion_loss"] += loss.item()
+                sums["mse"] += mse.item()
+                sums["mmd"] += mmd.item()
+                sums["guidance_loss"] += ce.item()
+            record = {"epoch": config.guidance_epochs + epoch + 1, "stage": "diffusion"}
+            record.update({k: v / max(1, n_batches) for k, v in sums.items()})
+            record["time"] = time.perf_counter() - start
+            history.append(record)
+            bar.set_postfix(
+                stage="diffusion",
+                loss=f"{record['diffusion_loss']:.4f}",
+                ce=f"{record['guidance_loss']:.4f}",
+            )
+            bar.update(1)
+            completed = epoch + 1
+            last_state = _snapshot(dcg, ema.module)
+            if config.validate is not None:
+                dcg.eval()
+                metrics = config.validate(dcg, ema.module)
+                record.update(metrics)
+                score = metrics["val_macro_f1"]
+                if best["score"] is None or score > best["score"] + config.tol:
+                    best.update(score=score, epoch=completed, state=last_state)
+                    stale = 0
+                else:
+                    stale += 1
+                bar.set_postfix(
+                    stage="diffusion",
+                    loss=f"{record['diffusion_loss']:.4f}",
+                    val_f1=f"{score:.3f}",
+                )
+                if config.early_stopping and stale >= config.n_iter_no_change:
+                    break
+    except KeyboardInterrupt:
+        if last_state is None:
+            raise
+        warnings.warn(
+            f"Training interrupted after {completed} diffusion epoch(s); keeping "
+            "the best completed epoch.",
+            UserWarning,
+            stacklevel=3,
         )
-        bar.update(1)
+    state = best["state"] if best["state"] is not None else last_state
+    if state is not None:
+        dcg.load_state_dict(state[0])
+        ema.module.load_state_dict(state[1])
+    result = {"n_epochs": completed, "best_epoch": best["epoch"] or completed}
     bar.close()
-    return ema, history
+    return ema, history, result
