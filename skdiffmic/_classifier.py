@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 from numbers import Integral, Real
 
@@ -23,7 +25,7 @@ from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import ArrayFeatures, Subset, row_seeds
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
-from ._training import TrainConfig, autocast, fit_diffmic, iter_batches
+from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batches
 
 __all__ = ["DiffMICClassifier"]
 
@@ -127,6 +129,23 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Patience of ``early_stopping``, in diffusion epochs.
     tol : float, default=1e-4
         Smallest validation macro-F1 gain that counts as an improvement.
+    balanced_sampling : bool, default=False
+        Draw each epoch's rows with replacement, in inverse proportion to
+        their class's frequency, so that every class is seen about equally
+        often (an alternative or complement to ``class_weight``).
+    warm_start : bool, default=False
+        ``True`` makes ``fit`` continue training the fitted model (same
+        classes, input kind and image size required) for ``max_epochs`` more
+        diffusion epochs, without DCG pre-training, starting from the EMA
+        weights; ``n_iter_`` and ``history_`` continue counting.
+    checkpoint_dir : str, path or None, default=None
+        Directory where a checkpoint (every network, optimiser and random
+        state) is written after each epoch. A later ``fit`` with the same
+        settings and labels resumes from it, e.g. after a crash, and ends with
+        the same weights as an uninterrupted run. A checkpoint written with
+        other settings is ignored (with a warning) and overwritten. Ctrl-C
+        during ``fit`` never needs it: the estimator keeps the best completed
+        epoch and warns.
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -235,6 +254,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "balanced_sampling": ["boolean"],
+        "warm_start": ["boolean"],
+        "checkpoint_dir": [str, os.PathLike, None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -268,6 +290,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         early_stopping=False,
         n_iter_no_change=10,
         tol=1e-4,
+        balanced_sampling=False,
+        warm_start=False,
+        checkpoint_dir=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -297,6 +322,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.balanced_sampling = balanced_sampling
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -350,15 +378,19 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             check_pretrained(self.pretrained)
             crop_size = self._resolve_sizes(data.size)
         device = resolve_device(self.device, for_fit=True)
+        previous = None
+        if self.warm_start and hasattr(self, "denoiser_"):
+            previous = self._warm_start_state(encoder.classes_, data)
 
         self.classes_ = encoder.classes_
         self.tabular_ = tabular
         n_classes = len(self.classes_)
         if tabular:
             self.image_shape_ = self.image_size_ = self.crop_size_ = None
-            self.feature_mean_ = data.X.mean(axis=0)
-            scale = data.X.std(axis=0)
-            self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
+            if previous is None:  # a warm start keeps the fitted standardisation
+                self.feature_mean_ = data.X.mean(axis=0)
+                scale = data.X.std(axis=0)
+                self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
             n_inputs = data.n_features
         else:
             self.image_shape_ = data.shape
@@ -383,6 +415,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             n_crops=self.n_crops,
             pretrained=False if self.pretrained in (False, None) else self.pretrained,
         )
+        if previous is not None:
+            guidance_model, denoiser = previous["modules"]
+            train_seed += previous["n_iter"]
+            sample_seed = previous["sampling_seed"]
         guidance_model = self._to_device(guidance_model, device)
         denoiser = self._to_device(denoiser, device)
         self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
@@ -391,7 +427,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         train_rows, validate = self._validation(data, codes, train_seed, device)
         config = TrainConfig(
             max_epochs=self.max_epochs,
-            guidance_epochs=self.guidance_epochs,
+            guidance_epochs=0 if previous is not None else self.guidance_epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             guidance_learning_rate=self.guidance_learning_rate,
@@ -405,6 +441,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             early_stopping=self.early_stopping,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
+            balanced_sampling=self.balanced_sampling,
+            checkpoint=self._checkpoint(codes, previous),
             verbose=self.verbose,
         )
         ema, history, result = fit_diffmic(
@@ -424,7 +462,62 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.n_iter_ = result["n_epochs"]
         self.best_epoch_ = result["best_epoch"]
         self.history_ = history
+        if previous is not None:
+            offset = len(previous["history"])
+            for record in history:
+                record["epoch"] += offset
+            self.history_ = previous["history"] + history
+            self.n_iter_ += previous["n_iter"]
+            self.best_epoch_ += previous["n_iter"]
         return self
+
+    def _warm_start_state(self, classes, data):
+        """The fitted state a ``warm_start`` fit continues from, checked."""
+        tabular = isinstance(data, ArrayFeatures)
+        same = (
+            tabular == self.tabular_
+            and len(classes) == len(self.classes_)
+            and np.array_equal(classes, self.classes_)
+        )
+        if same and not tabular:
+            size = self.image_size or data.size
+            same = data.channels == self._channels() and size == self.image_size_
+        if not same:
+            raise ValueError(
+                "warm_start=True needs the same classes, input kind, channels and "
+                "image size as the fitted model; fit with warm_start=False to "
+                "start afresh."
+            )
+        if not tabular:
+            data.size = self.image_size_
+        denoiser = self.denoiser_  # the EMA weights: training continues from them
+        for parameter in denoiser.parameters():
+            parameter.requires_grad_(True)
+        return {
+            "modules": (self.guidance_model_, denoiser),
+            "history": list(self.history_),
+            "n_iter": self.n_iter_,
+            "sampling_seed": self.sampling_seed_,
+        }
+
+    def _checkpoint(self, codes, previous):
+        """A Checkpoint in ``checkpoint_dir`` for these settings and data."""
+        if self.checkpoint_dir is None:
+            return None
+        ignored = {"verbose", "checkpoint_dir", "device", "warm_start"}
+        params = {k: repr(v) for k, v in self.get_params().items() if k not in ignored}
+        digest = hashlib.sha256(
+            json.dumps(
+                {
+                    "params": params,
+                    "classes": [str(c) for c in self.classes_],
+                    "warm_from": None if previous is None else previous["n_iter"],
+                },
+                sort_keys=True,
+            ).encode()
+        )
+        digest.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+        return Checkpoint(self.checkpoint_dir, digest.hexdigest())
 
     def _validation_split(self, codes, seed):
         """``(train rows, validation rows or None)`` of the training data."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ._losses import gaussian_mmd
 
 __all__ = [
     "Batch",
+    "Checkpoint",
     "ModelEMA",
     "TrainConfig",
     "autocast",
@@ -56,6 +58,8 @@ class TrainConfig:
     early_stopping: bool = False
     n_iter_no_change: int = 10
     tol: float = 1e-4
+    balanced_sampling: bool = False
+    checkpoint: object = None  # a Checkpoint, or None
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     verbose: int = 0
@@ -130,10 +134,61 @@ def _epoch_size(n, batch_size):
     return n - 1 if n > 1 and n % batch_size == 1 else n
 
 
-def _epoch_order(n, batch_size, generator):
-    """Shuffled indices for one epoch (see :func:`_epoch_size`)."""
-    order = torch.randperm(n, generator=generator).numpy()
-    return order[: _epoch_size(n, batch_size)]
+def _epoch_order(n, batch_size, generator, sample_weight=None):
+    """Shuffled indices for one epoch (see :func:`_epoch_size`).
+
+    With ``sample_weight``, ``n`` rows are drawn with replacement in proportion
+    to it (class-balanced sampling).
+    """
+    if sample_weight is None:
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.multinomial(sample_weight, n, True, generator=generator)
+    return order.numpy()[: _epoch_size(n, batch_size)]
+
+
+class Checkpoint:
+    """One resumable training checkpoint file, written after every epoch.
+
+    The file is written with ``torch.save`` (to a temporary name, then renamed,
+    so a crash never leaves half a file) and read back with
+    ``weights_only=True``: tensors and plain containers only, no code.
+    ``fingerprint`` identifies the settings and data; a file with another
+    fingerprint is ignored, with a warning, and overwritten.
+    """
+
+    def __init__(self, directory, fingerprint: str):
+        self.directory = os.fspath(directory)
+        self.path = os.path.join(self.directory, "checkpoint.pt")
+        self.fingerprint = fingerprint
+
+    def load(self):
+        if not os.path.isfile(self.path):
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
+            warnings.warn(
+                f"Ignoring the unreadable checkpoint {self.path!r}: {exc}",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
+        if saved.get("fingerprint") != self.fingerprint:
+            warnings.warn(
+                f"Ignoring the checkpoint {self.path!r}: it was written with "
+                "other settings or data; training starts afresh.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
+        return saved
+
+    def save(self, state: dict) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = self.path + ".tmp"
+        torch.save({**state, "fingerprint": self.fingerprint}, tmp)
+        os.replace(tmp, self.path)
 
 
 def _weighted_mse(pred, target, labels, class_weight):
@@ -208,45 +263,13 @@ def fit_diffmic(
     if config.class_weight is not None:
         class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
         class_weight = class_weight.to(device)
+    sample_weight = None
+    if config.balanced_sampling:
+        counts = torch.bincount(y_all, minlength=n_classes).double()
+        sample_weight = (1.0 / counts.clamp_min(1))[y_all]
     guidance_opt = torch.optim.Adam(
         dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True
     )
-    total_epochs = config.guidance_epochs + config.max_epochs
-    history: list[dict] = []
-    bar = tqdm(
-        total=total_epochs, disable=not config.verbose, desc="DiffMIC", unit="epoch"
-    )
-
-    # Stage 1: DCG pre-training.
-    for epoch in range(config.guidance_epochs):
-        start = time.perf_counter()
-        dcg.train()
-        losses = []
-        order = _epoch_order(n, config.batch_size, generator)
-        for pos, x, _ in iter_batches(
-            images, order, config.batch_size, preprocess, device
-        ):
-            if config.augment is not None:
-                x = config.augment(x, generator)
-            target = y_all[pos].to(device)
-            with autocast(device):
-                logits = dcg(x).fused
-            loss = F.cross_entropy(logits.float(), target, weight=class_weight)
-            guidance_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            guidance_opt.step()
-            losses.append(loss.item())
-        record = {
-            "epoch": epoch + 1,
-            "stage": "guidance",
-            "guidance_loss": float(np.mean(losses)),
-            "time": time.perf_counter() - start,
-        }
-        history.append(record)
-        bar.set_postfix(stage="guidance", ce=f"{record['guidance_loss']:.4f}")
-        bar.update(1)
-
-    # Stage 2: joint diffusion training.
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
@@ -256,32 +279,75 @@ def fit_diffmic(
     ema = ModelEMA(denoiser, config.ema_decay)
     dual = config.guidance == "dual"
     eye = torch.eye(n_classes, device=device)
-    best = {"score": None, "epoch": 0, "state": None}
-    last_state, stale, completed = None, 0, 0
+    n_guidance = config.guidance_epochs
+    total_epochs = n_guidance + config.max_epochs
+
+    progress = {
+        "epoch": 0,  # epochs completed, both stages
+        "history": [],
+        "best_score": None,
+        "best_epoch": 0,
+        "best_state": None,
+        "stale": 0,
+    }
+    parts = {
+        "dcg": dcg,
+        "denoiser": denoiser,
+        "ema": ema.module,
+        "guidance_opt": guidance_opt,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+    }
+    saved = config.checkpoint.load() if config.checkpoint is not None else None
+    if saved is not None:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        ema.updates = int(saved["ema_updates"])
+        generator.set_state(saved["generator"])
+        progress.update({k: saved[k] for k in progress})
+    history = progress["history"]
+    last_state = None
+    if progress["epoch"] > n_guidance:
+        last_state = _snapshot(dcg, ema.module)
+
+    bar = tqdm(
+        total=total_epochs,
+        initial=progress["epoch"],
+        disable=not config.verbose,
+        desc="DiffMIC",
+        unit="epoch",
+    )
     try:
-        for epoch in range(config.max_epochs):
+        for epoch in range(progress["epoch"], total_epochs):
             start = time.perf_counter()
             dcg.train()
             denoiser.train()
-            sums = {"diffusion_loss": 0.0, "mse": 0.0, "mmd": 0.0, "guidance_loss": 0.0}
+            order = _epoch_order(n, config.batch_size, generator, sample_weight)
+            sums = {"guidance_loss": 0.0}
+            if epoch >= n_guidance:
+                sums.update(diffusion_loss=0.0, mse=0.0, mmd=0.0)
             n_batches = 0
-            order = _epoch_order(n, config.batch_size, generator)
             for pos, x, _ in iter_batches(
                 images, order, config.batch_size, preprocess, device
             ):
                 if config.augment is not None:
                     x = config.augment(x, generator)
                 target = y_all[pos].to(device)
-                b = len(pos)
-                # One DCG pass: its cross-entropy step, and its detached priors.
+                # One DCG pass: its cross-entropy step, and (in the diffusion
+                # stage) its detached priors.
                 with autocast(device):
                     guide = dcg(x)
                 ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
                 guidance_opt.zero_grad(set_to_none=True)
                 ce.backward()
                 guidance_opt.step()
-                priors = [g.detach().float().softmax(-1) for g in guide]
+                n_batches += 1
+                sums["guidance_loss"] += ce.item()
+                if epoch < n_guidance:
+                    continue
 
+                b = len(pos)
+                priors = [g.detach().float().softmax(-1) for g in guide]
                 y0 = eye[target]
                 t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
                 eps = torch.randn(b, n_classes, generator=generator).to(device)
@@ -303,54 +369,72 @@ def fit_diffmic(
                 optimizer.step()
                 scheduler.step()
                 ema.update(denoiser)
-
-                n_batches += 1
                 sums["diffusion_loss"] += loss.item()
                 sums["mse"] += mse.item()
                 sums["mmd"] += mmd.item()
-                sums["guidance_loss"] += ce.item()
-            record = {"epoch": config.guidance_epochs + epoch + 1, "stage": "diffusion"}
+
+            stage = "guidance" if epoch < n_guidance else "diffusion"
+            record = {"epoch": epoch + 1, "stage": stage}
             record.update({k: v / max(1, n_batches) for k, v in sums.items()})
             record["time"] = time.perf_counter() - start
+            postfix = {"stage": stage, "ce": f"{record['guidance_loss']:.4f}"}
+            if stage == "diffusion":
+                postfix["loss"] = f"{record['diffusion_loss']:.4f}"
+                last_state = _snapshot(dcg, ema.module)
+                if config.validate is not None:
+                    _validate_epoch(config, dcg, ema, record, progress, last_state)
+                    postfix["val_f1"] = f"{record['val_macro_f1']:.3f}"
             history.append(record)
-            bar.set_postfix(
-                stage="diffusion",
-                loss=f"{record['diffusion_loss']:.4f}",
-                ce=f"{record['guidance_loss']:.4f}",
-            )
+            progress["epoch"] = epoch + 1
+            bar.set_postfix(postfix)
             bar.update(1)
-            completed = epoch + 1
-            last_state = _snapshot(dcg, ema.module)
-            if config.validate is not None:
-                dcg.eval()
-                metrics = config.validate(dcg, ema.module)
-                record.update(metrics)
-                score = metrics["val_macro_f1"]
-                if best["score"] is None or score > best["score"] + config.tol:
-                    best.update(score=score, epoch=completed, state=last_state)
-                    stale = 0
-                else:
-                    stale += 1
-                bar.set_postfix(
-                    stage="diffusion",
-                    loss=f"{record['diffusion_loss']:.4f}",
-                    val_f1=f"{score:.3f}",
+            if config.checkpoint is not None:
+                config.checkpoint.save(
+                    {
+                        **{name: part.state_dict() for name, part in parts.items()},
+                        "ema_updates": ema.updates,
+                        "generator": generator.get_state(),
+                        **progress,
+                    }
                 )
-                if config.early_stopping and stale >= config.n_iter_no_change:
-                    break
+            if (
+                stage == "diffusion"
+                and config.early_stopping
+                and progress["stale"] >= config.n_iter_no_change
+            ):
+                break
     except KeyboardInterrupt:
         if last_state is None:
             raise
         warnings.warn(
-            f"Training interrupted after {completed} diffusion epoch(s); keeping "
-            "the best completed epoch.",
+            f"Training interrupted after {progress['epoch'] - n_guidance} diffusion "
+            "epoch(s); keeping the best completed epoch.",
             UserWarning,
             stacklevel=3,
         )
-    state = best["state"] if best["state"] is not None else last_state
+    finally:
+        bar.close()
+    state = progress["best_state"] or last_state
     if state is not None:
         dcg.load_state_dict(state[0])
         ema.module.load_state_dict(state[1])
-    result = {"n_epochs": completed, "best_epoch": best["epoch"] or completed}
-    bar.close()
+    completed = max(0, progress["epoch"] - n_guidance)
+    result = {"n_epochs": completed, "best_epoch": progress["best_epoch"] or completed}
     return ema, history, result
+
+
+def _validate_epoch(config, dcg, ema, record, progress, state):
+    """Score the epoch on the validation rows; track the best one."""
+    dcg.eval()
+    record.update(config.validate(dcg, ema.module))
+    score = record["val_macro_f1"]
+    best = progress["best_score"]
+    if best is None or score > best + config.tol:
+        progress.update(
+            best_score=score,
+            best_epoch=record["epoch"] - config.guidance_epochs,
+            best_state=state,
+            stale=0,
+        )
+    else:
+        progress["stale"] += 1

@@ -1,7 +1,8 @@
-"""Validation, early stopping, restoring the best epoch, interrupts."""
+"""Validation and early stopping, interrupts, checkpoints and warm starts."""
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score
 from sklearn.utils import check_random_state
 
@@ -90,3 +91,79 @@ def test_ctrl_c_before_any_diffusion_epoch_propagates(monkeypatch):
     monkeypatch.setattr(training, "antithetic_timesteps", interrupt)
     with pytest.raises(KeyboardInterrupt):
         tiny(max_epochs=2).fit(X, y)
+
+
+def _weights(clf):
+    return {
+        **{f"g.{k}": v for k, v in clf.guidance_model_.state_dict().items()},
+        **{f"d.{k}": v for k, v in clf.denoiser_.state_dict().items()},
+    }
+
+
+def test_a_crashed_fit_resumes_from_its_checkpoint_to_the_same_weights(
+    tmp_path, monkeypatch
+):
+    X, y = _lesions(24)  # 3 steps per epoch
+    settings = dict(max_epochs=3, guidance_epochs=1)
+    uninterrupted = tiny(**settings, checkpoint_dir=tmp_path / "a").fit(X, y)
+
+    real = training.antithetic_timesteps
+    calls = {"n": 0}
+
+    def crash_in_diffusion_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "antithetic_timesteps", crash_in_diffusion_epoch_two)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tiny(**settings, checkpoint_dir=tmp_path / "b").fit(X, y)
+    monkeypatch.setattr(training, "antithetic_timesteps", real)
+    resumed = tiny(**settings, checkpoint_dir=tmp_path / "b").fit(X, y)
+
+    # The resumed run only did the epochs after the checkpoint.
+    assert calls["n"] == 5
+    expected, got = _weights(uninterrupted), _weights(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
+    np.testing.assert_array_equal(
+        resumed.predict_proba(X), uninterrupted.predict_proba(X)
+    )
+
+
+def test_a_checkpoint_from_other_settings_is_ignored(tmp_path):
+    X, y = _lesions(24)
+    tiny(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    with pytest.warns(UserWarning, match="other settings or data"):
+        clf = tiny(max_epochs=2, checkpoint_dir=tmp_path).fit(X, y)
+    assert clf.n_iter_ == 2
+
+
+def test_warm_start_continues_counting():
+    X, y = _lesions(24)
+    clf = tiny(max_epochs=2).fit(X, y)
+    before = {k: v.clone() for k, v in clf.denoiser_.state_dict().items()}
+    clf.set_params(warm_start=True, max_epochs=1).fit(X, y)
+    assert clf.n_iter_ == 3
+    assert [h["stage"] for h in clf.history_] == ["guidance"] + ["diffusion"] * 3
+    assert [h["epoch"] for h in clf.history_] == [1, 2, 3, 4]
+    after = clf.denoiser_.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="warm_start=True needs the same classes"):
+        clf.fit(X, np.where(y == 0, "a", "b"))
+
+
+def test_balanced_sampling_draws_classes_equally():
+    counts = np.zeros(2)
+    y = torch.tensor([0] * 90 + [1] * 10)
+    weights = (1.0 / torch.bincount(y).double())[y]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        order = training._epoch_order(100, 32, generator, weights)
+        counts += np.bincount(y[order].numpy(), minlength=2)
+    assert abs(counts[0] / counts.sum() - 0.5) < 0.05
+    X, labels = _lesions(24)
+    assert tiny(max_epochs=1, balanced_sampling=True).fit(X, labels).n_iter_ == 1
