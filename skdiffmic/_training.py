@@ -60,6 +60,7 @@ class TrainConfig:
     tol: float = 1e-4
     balanced_sampling: bool = False
     checkpoint: object = None  # a Checkpoint, or None
+    compile: bool = False
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     verbose: int = 0
@@ -310,6 +311,10 @@ def fit_diffmic(
     if progress["epoch"] > n_guidance:
         last_state = _snapshot(dcg, ema.module)
 
+    if config.compile:
+        # In place, so state dicts keep their keys; undone before returning.
+        dcg.compile()
+        denoiser.compile()
     bar = tqdm(
         total=total_epochs,
         initial=progress["epoch"],
@@ -414,6 +419,8 @@ def fit_diffmic(
         )
     finally:
         bar.close()
+        for module in (dcg, denoiser):
+            module._compiled_call_impl = None  # plain modules to predict and pickle
     state = progress["best_state"] or last_state
     if state is not None:
         dcg.load_state_dict(state[0])

@@ -167,3 +167,17 @@ def test_balanced_sampling_draws_classes_equally():
     assert abs(counts[0] / counts.sum() - 0.5) < 0.05
     X, labels = _lesions(24)
     assert tiny(max_epochs=1, balanced_sampling=True).fit(X, labels).n_iter_ == 1
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model_shape_and_leaves_plain_modules():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    clf = tiny(max_epochs=1, guidance_epochs=0, compile=True, batch_size=20)
+    clf.fit(X, y)
+    assert clf.guidance_model_._compiled_call_impl is None
+    assert clf.denoiser_._compiled_call_impl is None
+    assert clf.predict(X).shape == (40,)
+    pickle.loads(pickle.dumps(clf))
