@@ -30,6 +30,11 @@ from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batc
 __all__ = ["DiffMICClassifier"]
 
 
+def _chain_seed(row_seed: int, chain: int) -> int:
+    """Seed of reverse chain ``chain`` of a row; chain 0 uses the row's seed."""
+    return (row_seed + chain * 0x9E3779B97F4A7C15) % (1 << 63)
+
+
 class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     """DiffMIC: dual-guidance diffusion network for medical image classification.
 
@@ -83,6 +88,13 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         changed after fitting with ``set_params``.
     n_inference_steps : int, default=10
         Number of DDIM steps (as in DiffMIC-v2). Ignored for ``"ddpm"``.
+    eta : float, default=0.0
+        DDIM stochasticity: 0 is the deterministic DDIM map, 1 draws fresh
+        noise at every step like DDPM. Ignored for ``"ddpm"``.
+    n_samples : int, default=1
+        Reverse chains per image at prediction, each from its own noise;
+        ``predict_proba`` averages their probabilities. Each image is encoded
+        once, whatever ``n_samples`` (the chains run on the label head).
     mmd_weight : float, default=0.5
         Weight ``lambda`` of the MMD terms of the global and local paths
         (paper: 0.5).
@@ -245,6 +257,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "beta_schedule": [StrOptions({"linear", "cosine"})],
         "sampler": [StrOptions({"ddim", "ddpm"})],
         "n_inference_steps": [Interval(Integral, 1, None, closed="left")],
+        "eta": [Interval(Real, 0, None, closed="left")],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
         "mmd_weight": [Interval(Real, 0, None, closed="left")],
         "guidance": [StrOptions({"dual", "fused"})],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
@@ -282,6 +296,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         beta_schedule="linear",
         sampler="ddim",
         n_inference_steps=10,
+        eta=0.0,
+        n_samples=1,
         mmd_weight=0.5,
         guidance="dual",
         hidden_dim=6144,
@@ -315,6 +331,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.beta_schedule = beta_schedule
         self.sampler = sampler
         self.n_inference_steps = n_inference_steps
+        self.eta = eta
+        self.n_samples = n_samples
         self.mmd_weight = mmd_weight
         self.guidance = guidance
         self.hidden_dim = hidden_dim
@@ -554,7 +572,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         def validate(guidance_model, denoiser):
             y0 = self._denoise_rows(rows, device, (guidance_model, denoiser, None))
-            pred = y0.argmax(1)
+            pred = self._sample_softmax(y0).mean(axis=1).argmax(1)
             return {
                 "val_accuracy": float(np.mean(pred == truth)),
                 "val_macro_f1": float(
@@ -593,18 +611,25 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             data, np.arange(len(data)), self.batch_size, self._preprocess(), device
         )
 
-    def _row_noise(self, seeds, n_draws, device):
-        """Standard normal draws per row, from that row's own seed."""
+    def _row_noise(self, seeds, n_samples, n_draws, device):
+        """Standard normal draws ``(B * n_samples, n_draws, K)``, per row seed."""
         n_classes = len(self.classes_)
         draws = [
-            torch.randn(n_draws, n_classes, generator=torch.Generator().manual_seed(s))
+            torch.randn(
+                n_draws,
+                n_classes,
+                generator=torch.Generator().manual_seed(_chain_seed(s, j)),
+            )
             for s in seeds
+            for j in range(n_samples)
         ]
         return torch.stack(draws).to(device)
 
     def _n_noise_draws(self):
         if self.sampler == "ddpm":
             return self.schedule_.n_timesteps + 1
+        if self.eta > 0:
+            return self._n_head_evaluations() + 1
         return 1
 
     def _denoise(self, X) -> np.ndarray:
@@ -612,20 +637,27 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
 
-    def _denoise_rows(self, data, device, networks) -> np.ndarray:
-        """``y_0`` for a row source, with ``(guidance, denoiser, dtype)``."""
+    def _denoise_rows(self, data, device, networks, n_samples=None) -> np.ndarray:
+        """``y_0`` of shape (n, n_samples, K) for a row source.
+
+        ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
+        once; its ``n_samples`` reverse chains run on the label head as one
+        batch, their noise drawn from the image's own seed.
+        """
+        n_samples = n_samples or self.n_samples
         n_draws = self._n_noise_draws()
         guidance_model, denoiser, dtype = networks
         outputs = []
         for _, x, raw in self._batches(data, device):
             seeds = row_seeds(raw, self.sampling_seed_)
-            noise = self._row_noise(seeds, n_draws, device)
+            noise = self._row_noise(seeds, n_samples, n_draws, device)
             x = x if dtype is None else x.to(dtype)
             noise = noise if dtype is None else noise.to(dtype)
             with torch.inference_mode(), autocast(device):
                 prior = guidance_model(x).fused.float().softmax(-1)
                 prior = prior if dtype is None else prior.to(dtype)
-                features = denoiser.encode(x)
+                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
+                prior = prior.repeat_interleave(n_samples, 0)
 
                 def eps_fn(y_t, t, features=features, prior=prior):
                     eps = denoiser.head(features, y_t, prior, t)
@@ -638,9 +670,17 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                     noise,
                     sampler=self.sampler,
                     n_steps=self.n_inference_steps,
+                    eta=self.eta,
                 )
+            y0 = y0.view(-1, n_samples, y0.shape[-1])
             outputs.append(y0.cpu().to(torch.float64))
         return torch.cat(outputs).numpy()
+
+    def _sample_softmax(self, y0):
+        """Probabilities of each chain: ``softmax(y_0 / temperature_)``."""
+        z = y0 / getattr(self, "temperature_", 1.0)
+        z = np.exp(z - z.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the denoised label vector.
@@ -655,9 +695,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
-        y0 = self._denoise(X)
-        z = np.exp(y0 - y0.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return self._sample_softmax(self._denoise(X)).mean(axis=1)
 
     def predict(self, X):
         """Predicted class: the argmax of the denoised label vector.
@@ -674,6 +712,30 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def sample_proba(self, X, n_samples=None):
+        """Probabilities of each reverse chain: the predictive distribution.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, Series or DataFrame
+            Images, as for :meth:`fit`.
+        n_samples : int or None, default=None
+            Chains per image; None uses the ``n_samples`` parameter.
+
+        Returns
+        -------
+        samples : ndarray of shape (n_images, n_samples, n_classes)
+            ``softmax(y_0)`` of every chain. Reproducible: each image's noise
+            comes from ``random_state`` and the image itself.
+        """
+        if n_samples is not None and (
+            not isinstance(n_samples, Integral) or n_samples < 1
+        ):
+            raise ValueError(f"n_samples must be a positive int; got {n_samples!r}.")
+        data, device = self._prepare(X)
+        y0 = self._denoise_rows(data, device, self._inference_networks(), n_samples)
+        return self._sample_softmax(y0)
 
     def predict_prior_proba(self, X, granularity="fused"):
         """Probabilities of the DCG guidance model alone (no diffusion).

@@ -242,3 +242,40 @@ def test_weighted_mse_is_a_class_weighted_mean():
         expected
     )
     assert _weighted_mse(pred, target, labels, None).item() == pytest.approx(5 / 3)
+
+
+def test_many_chains_per_image(images, fitted):
+    X, _ = images
+    samples = fitted.sample_proba(X[:5], n_samples=7)
+    assert samples.shape == (5, 7, 3)
+    np.testing.assert_allclose(samples.sum(-1), 1.0)
+    # Reproducible, and independent of the batch an image comes in.
+    np.testing.assert_array_equal(samples, fitted.sample_proba(X[:5], n_samples=7))
+    np.testing.assert_allclose(
+        fitted.sample_proba(X[3:4], n_samples=7)[0], samples[3], atol=1e-6
+    )
+    # The chains differ (they start from different noise) ...
+    assert np.ptp(samples, axis=1).max() > 0
+    # ... and the first chain is the single-chain prediction.
+    np.testing.assert_allclose(samples[:, 0], fitted.predict_proba(X[:5]), atol=1e-6)
+    several = fitted.set_params(n_samples=7)
+    try:
+        proba = several.predict_proba(X[:5])
+        np.testing.assert_allclose(proba, samples.mean(1), atol=1e-6)
+        np.testing.assert_array_equal(
+            several.predict(X[:5]), fitted.classes_[proba.argmax(1)]
+        )
+    finally:
+        fitted.set_params(n_samples=1)
+
+
+def test_stochastic_ddim_and_ddpm_chains(images, fitted):
+    X, _ = images
+    try:
+        for params in ({"eta": 1.0}, {"sampler": "ddpm"}):
+            fitted.set_params(**params)
+            samples = fitted.sample_proba(X[:3], n_samples=4)
+            assert samples.shape == (3, 4, 3)
+            np.testing.assert_array_equal(samples, fitted.sample_proba(X[:3], 4))
+    finally:
+        fitted.set_params(eta=0.0, sampler="ddim")

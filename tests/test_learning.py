@@ -7,10 +7,9 @@ from skdiffmic import DiffMICClassifier
 from skdiffmic.datasets import make_lesions
 
 
-@pytest.mark.slow
-def test_learns_a_local_structure_and_denoising_does_not_lose_to_the_prior():
+@pytest.fixture(scope="module")
+def trained():
     X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
-    X_train, y_train, X_test, y_test = X[:300], y[:300], X[300:], y[300:]
     clf = DiffMICClassifier(
         backbone="test_resnet",
         hidden_dim=64,
@@ -19,7 +18,13 @@ def test_learns_a_local_structure_and_denoising_does_not_lose_to_the_prior():
         batch_size=32,
         augment=False,
         random_state=0,
-    ).fit(X_train, y_train)
+    ).fit(X[:300], y[:300])
+    return clf, X[300:], y[300:]
+
+
+@pytest.mark.slow
+def test_learns_a_local_structure_and_denoising_does_not_lose_to_the_prior(trained):
+    clf, X_test, y_test = trained
     diffusion_acc = np.mean(clf.predict(X_test) == y_test)
     prior_acc = np.mean(clf.predict_prior_proba(X_test).argmax(1) == y_test)
     assert diffusion_acc >= 0.9
