@@ -30,6 +30,26 @@ from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batc
 __all__ = ["DiffMICClassifier"]
 
 
+def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
+
+    ``y0`` has shape (n, n_samples, K): the chains' probabilities are averaged
+    as in ``predict_proba``. Searched on ``log T`` in [-5, 5].
+    """
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(truth))
+
+    def log_loss(log_t):
+        z = y0 / np.exp(log_t)
+        z = np.exp(z - z.max(axis=-1, keepdims=True))
+        proba = (z / z.sum(axis=-1, keepdims=True)).mean(axis=1)
+        return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
+
+    best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
+    return float(np.exp(best.x)) if best.fun <= log_loss(0.0) else 1.0
+
+
 def _chain_seed(row_seed: int, chain: int) -> int:
     """Seed of reverse chain ``chain`` of a row; chain 0 uses the row's seed."""
     return (row_seed + chain * 0x9E3779B97F4A7C15) % (1 << 63)
@@ -201,6 +221,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Diffusion epochs run (fewer than ``max_epochs`` after early stopping
         or an interrupt).
+    temperature_ : float
+        Temperature of ``predict_proba``'s softmax, fitted on the validation
+        hold-out (``validation_fraction``) to minimise its log-loss; 1.0
+        without validation data. Never fitted on data passed to ``predict``.
     best_epoch_ : int
         The diffusion epoch whose weights the model holds: the best by
         validation macro-F1 when validating, else the last one run.
@@ -450,6 +474,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
         self.sampling_seed_ = sample_seed
         codes = encoder.transform(y)
+        self.temperature_ = 1.0
         train_rows, validate = self._validation(data, codes, train_seed, device)
         config = TrainConfig(
             max_epochs=self.max_epochs,
@@ -486,6 +511,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         )
         self.guidance_model_ = guidance_model.eval()
         self.denoiser_ = ema.module.eval()
+        if validate is not None:
+            rows, truth = validate.held_out
+            y0 = self._denoise_rows(rows, device, self._inference_networks())
+            self.temperature_ = fit_temperature(y0, truth)
         self.n_iter_ = result["n_epochs"]
         self.best_epoch_ = result["best_epoch"]
         self.history_ = history
@@ -580,6 +609,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 ),
             }
 
+        validate.held_out = (rows, truth)
         return train, validate
 
     # -------------------------------------------------------------- predict --
@@ -683,7 +713,12 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         return z / z.sum(axis=-1, keepdims=True)
 
     def predict_proba(self, X):
-        """Class probabilities: the softmax of the denoised label vector.
+        """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged.
+
+        ``y_0`` is the denoised label vector of each of the ``n_samples``
+        reverse chains; the temperature is fitted on the validation hold-out
+        when ``validation_fraction`` is set (else 1). ``predict`` is the
+        argmax of these probabilities.
 
         Parameters
         ----------

@@ -36,6 +36,7 @@ _ATTRIBUTES = (
     "sampling_seed_",
     "n_iter_",
     "best_epoch_",
+    "temperature_",
     "history_",
 )
 _ARRAYS = ("feature_mean_", "feature_scale_")

@@ -181,3 +181,40 @@ def test_compile_trains_the_same_model_shape_and_leaves_plain_modules():
     assert clf.denoiser_._compiled_call_impl is None
     assert clf.predict(X).shape == (40,)
     pickle.loads(pickle.dumps(clf))
+
+
+def test_fit_temperature_minimises_the_log_loss():
+    from skdiffmic._classifier import fit_temperature
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 200)
+    # Over-confident label vectors: right 75% of the time, with huge margins.
+    right = rng.random(200) < 0.75
+    label = np.where(right, truth, 1 - truth)
+    y0 = (20.0 * np.eye(2)[label])[:, None, :]
+
+    def log_loss(t):
+        z = np.exp(y0[:, 0] / t - (y0[:, 0] / t).max(1, keepdims=True))
+        p = z / z.sum(1, keepdims=True)
+        return -np.mean(np.log(p[np.arange(200), truth]))
+
+    t = fit_temperature(y0, truth)
+    assert t > 1.0
+    assert log_loss(t) < log_loss(1.0)
+
+
+def test_the_temperature_is_fitted_on_the_hold_out_and_lowers_its_log_loss():
+    X, y = _lesions()
+    clf = tiny(max_epochs=2, validation_fraction=0.3).fit(X, y)
+    assert clf.temperature_ > 0
+    assert tiny(max_epochs=1).fit(X, y).temperature_ == 1.0
+    train_seed = int(check_random_state(0).randint(0, 2**31 - 1, 3)[1])
+    _, held_out = clf._validation_split(np.searchsorted(clf.classes_, y), train_seed)
+    proba = clf.predict_proba(X[held_out])
+    fitted_loss = -np.mean(np.log(proba[np.arange(len(held_out)), y[held_out]]))
+    t = clf.temperature_
+    clf.temperature_ = 1.0
+    proba = clf.predict_proba(X[held_out])
+    plain_loss = -np.mean(np.log(proba[np.arange(len(held_out)), y[held_out]]))
+    clf.temperature_ = t
+    assert fitted_loss <= plain_loss + 1e-9
