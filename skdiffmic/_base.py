@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backbones import normalization_stats
 from ._inputs import (
@@ -219,6 +219,18 @@ class ImageInputMixin:
                 f"{rotation!r}."
             )
         return Augment(bool(options["hflip"]), bool(options["vflip"]), rotation)
+
+    def _prepare(self, X):
+        """Check ``X`` against the fitted model; move its modules to the device.
+
+        Returns the row source and the prediction device.
+        """
+        check_is_fitted(self)
+        data = self._inputs(X, fitting=False)
+        device = resolve_device(self.device, for_fit=False)
+        for name in self._torch_modules:
+            setattr(self, name, self._to_device(getattr(self, name), device).eval())
+        return data, device
 
     @staticmethod
     def _to_device(module, device):

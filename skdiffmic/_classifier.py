@@ -30,6 +30,13 @@ from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batc
 __all__ = ["DiffMICClassifier"]
 
 
+def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities of each chain: ``softmax(y_0 / temperature)`` on the last axis."""
+    z = y0 / temperature
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
     """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
 
@@ -41,9 +48,7 @@ def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
     rows = np.arange(len(truth))
 
     def log_loss(log_t):
-        z = y0 / np.exp(log_t)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        proba = (z / z.sum(axis=-1, keepdims=True)).mean(axis=1)
+        proba = chain_softmax(y0, np.exp(log_t)).mean(axis=1)
         return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
 
     best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
@@ -613,14 +618,6 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         return train, validate
 
     # -------------------------------------------------------------- predict --
-    def _prepare(self, X):
-        check_is_fitted(self)
-        data = self._inputs(X, fitting=False)
-        device = resolve_device(self.device, for_fit=False)
-        for name in self._torch_modules:
-            setattr(self, name, self._to_device(getattr(self, name), device).eval())
-        return data, device
-
     def _inference_networks(self):
         """The guidance model and denoiser to predict with, and the input dtype.
 
@@ -708,9 +705,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     def _sample_softmax(self, y0):
         """Probabilities of each chain: ``softmax(y_0 / temperature_)``."""
-        z = y0 / getattr(self, "temperature_", 1.0)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
+        return chain_softmax(y0, getattr(self, "temperature_", 1.0))
 
     def predict_proba(self, X):
         """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged.

@@ -315,6 +315,7 @@ def fit_diffmic(
         # In place, so state dicts keep their keys; undone before returning.
         dcg.compile()
         denoiser.compile()
+    interrupted = False
     bar = tqdm(
         total=total_epochs,
         initial=progress["epoch"],
@@ -411,6 +412,7 @@ def fit_diffmic(
     except KeyboardInterrupt:
         if last_state is None:
             raise
+        interrupted = True
         warnings.warn(
             f"Training interrupted after {progress['epoch'] - n_guidance} diffusion "
             "epoch(s); keeping the best completed epoch.",
@@ -421,7 +423,9 @@ def fit_diffmic(
         bar.close()
         for module in (dcg, denoiser):
             module._compiled_call_impl = None  # plain modules to predict and pickle
-    state = progress["best_state"] or last_state
+    # The models hold the last epoch's weights unless training was cut short
+    # mid-epoch, or validation picked an earlier epoch.
+    state = progress["best_state"] or (last_state if interrupted else None)
     if state is not None:
         dcg.load_state_dict(state[0])
         ema.module.load_state_dict(state[1])

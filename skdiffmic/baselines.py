@@ -21,7 +21,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, check_pretrained
@@ -327,10 +326,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
-        check_is_fitted(self)
-        data = self._inputs(X, fitting=False)
-        device = resolve_device(self.device, for_fit=False)
-        self.model_ = self._to_device(self.model_, device).eval()
+        data, device = self._prepare(X)
         outputs = []
         for _, x, _ in iter_batches(
             data, np.arange(len(data)), self.batch_size, self._preprocess(), device
