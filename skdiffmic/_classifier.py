@@ -26,6 +26,7 @@ from ._inputs import ArrayFeatures, Subset, row_seeds
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
 from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batches
+from ._uncertainty import FeatureDensity, chain_statistics
 
 __all__ = ["DiffMICClassifier"]
 
@@ -226,6 +227,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Diffusion epochs run (fewer than ``max_epochs`` after early stopping
         or an interrupt).
+    feature_density_ : object
+        Class means and shared covariance of the denoiser encoder's pooled
+        features on the training rows, with the reference distances of the
+        validation hold-out (of the training rows without one): the
+        typicality test of :meth:`predict_uncertainty`.
     temperature_ : float
         Temperature of ``predict_proba``'s softmax, fitted on the validation
         hold-out (``validation_fraction``) to minimise its log-loss; 1.0
@@ -516,10 +522,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         )
         self.guidance_model_ = guidance_model.eval()
         self.denoiser_ = ema.module.eval()
-        if validate is not None:
-            rows, truth = validate.held_out
-            y0 = self._denoise_rows(rows, device, self._inference_networks())
-            self.temperature_ = fit_temperature(y0, truth)
+        self._fit_calibration(data, codes, train_rows, validate, device)
         self.n_iter_ = result["n_epochs"]
         self.best_epoch_ = result["best_epoch"]
         self.history_ = history
@@ -531,6 +534,29 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             self.n_iter_ += previous["n_iter"]
             self.best_epoch_ += previous["n_iter"]
         return self
+
+    def _fit_calibration(self, data, codes, train_rows, validate, device):
+        """Fit ``temperature_`` and ``feature_density_`` after training.
+
+        The feature density is fitted on the training rows; its reference
+        distances and the temperature come from the validation hold-out when
+        there is one (else the temperature stays 1 and the training rows are
+        the reference).
+        """
+        networks = self._inference_networks()
+        train_features = self._pooled_features(Subset(data, train_rows), device)
+        density = FeatureDensity.fit(
+            train_features, codes[train_rows], len(self.classes_)
+        )
+        reference = train_features
+        if validate is not None:
+            rows, truth = validate.held_out
+            y0, reference = self._denoise_rows(
+                rows, device, networks, with_features=True
+            )
+            self.temperature_ = fit_temperature(y0, truth)
+        density.reference = np.sort(density.distance(reference))
+        self.feature_density_ = density
 
     def _warm_start_state(self, classes, data):
         """The fitted state a ``warm_start`` fit continues from, checked."""
@@ -664,17 +690,31 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
 
-    def _denoise_rows(self, data, device, networks, n_samples=None) -> np.ndarray:
+    def _pooled_features(self, data, device) -> np.ndarray:
+        """The denoiser encoder's pooled features ``(n, feat_dim)`` of a row source."""
+        _, denoiser, dtype = self._inference_networks()
+        outputs = []
+        for _, x, _ in self._batches(data, device):
+            x = x if dtype is None else x.to(dtype)
+            with torch.inference_mode(), autocast(device):
+                pooled = denoiser.encoder(x)
+            outputs.append(pooled.cpu().to(torch.float64))
+        return torch.cat(outputs).numpy()
+
+    def _denoise_rows(
+        self, data, device, networks, n_samples=None, with_features=False
+    ):
         """``y_0`` of shape (n, n_samples, K) for a row source.
 
         ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
         once; its ``n_samples`` reverse chains run on the label head as one
-        batch, their noise drawn from the image's own seed.
+        batch, their noise drawn from the image's own seed. With
+        ``with_features``, returns ``(y0, pooled encoder features)``.
         """
         n_samples = n_samples or self.n_samples
         n_draws = self._n_noise_draws()
         guidance_model, denoiser, dtype = networks
-        outputs = []
+        outputs, pooled_features = [], []
         for _, x, raw in self._batches(data, device):
             seeds = row_seeds(raw, self.sampling_seed_)
             noise = self._row_noise(seeds, n_samples, n_draws, device)
@@ -683,7 +723,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             with torch.inference_mode(), autocast(device):
                 prior = guidance_model(x).fused.float().softmax(-1)
                 prior = prior if dtype is None else prior.to(dtype)
-                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
+                features, pooled = denoiser.encode(x, return_pooled=True)
+                features = features.repeat_interleave(n_samples, 0)
                 prior = prior.repeat_interleave(n_samples, 0)
 
                 def eps_fn(y_t, t, features=features, prior=prior):
@@ -701,7 +742,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 )
             y0 = y0.view(-1, n_samples, y0.shape[-1])
             outputs.append(y0.cpu().to(torch.float64))
-        return torch.cat(outputs).numpy()
+            pooled_features.append(pooled.cpu().to(torch.float64))
+        y0 = torch.cat(outputs).numpy()
+        if with_features:
+            return y0, torch.cat(pooled_features).numpy()
+        return y0
 
     def _sample_softmax(self, y0):
         """Probabilities of each chain: ``softmax(y_0 / temperature_)``."""
@@ -756,7 +801,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         samples : ndarray of shape (n_images, n_samples, n_classes)
-            ``softmax(y_0)`` of every chain. Reproducible: each image's noise
+            ``softmax(y_0 / temperature_)`` of every chain (their mean over
+            the chains is ``predict_proba``). Reproducible: each image's noise
             comes from ``random_state`` and the image itself.
         """
         if n_samples is not None and (
@@ -766,6 +812,97 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data, device = self._prepare(X)
         y0 = self._denoise_rows(data, device, self._inference_networks(), n_samples)
         return self._sample_softmax(y0)
+
+    def predict_uncertainty(self, X, *, n_samples=32, alpha=0.05):
+        """Per-image uncertainty, and whether each prediction can be trusted.
+
+        Runs ``n_samples`` reverse chains per image (see :meth:`sample_proba`)
+        and asks two questions of every image:
+
+        1. Do the chains agree? CARD's instance-level test: a paired t-test,
+           across the chains, between the probabilities of the two most
+           probable classes (``p_value``).
+        2. Does the image look like the training images? The Mahalanobis
+           distance of the denoiser's image features to the nearest class mean
+           of the training features (``feature_distance``), as a conformal
+           p-value against the held-out reference images (``ood_p_value``).
+           The chains alone cannot tell: on images unlike any training image
+           (pure noise, another modality) a network can be consistently and
+           confidently wrong, and the t-test is then significant.
+
+        A prediction is ``confident`` when ``p_value < alpha`` and
+        ``ood_p_value > alpha``.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, Series or DataFrame
+            Images, as for :meth:`fit`.
+        n_samples : int, default=32
+            Reverse chains per image (at least 2). Chains differ by their
+            starting noise, and with ``eta > 0`` or the DDPM sampler by the
+            noise of every step.
+        alpha : float, default=0.05
+            Significance level of both tests, in (0, 1).
+
+        Returns
+        -------
+        uncertainty : pandas.DataFrame
+            One row per image (with the index of a pandas ``X``), columns:
+
+            - ``prediction``: the class of the highest mean probability (the
+              mean over these chains, so with other ``n_samples`` than the
+              estimator's it may differ from :meth:`predict` near a tie);
+            - ``probability``: its mean probability;
+            - ``entropy``: entropy of the mean probabilities, in nats (0 for
+              a certain prediction, ``log(n_classes)`` at most);
+            - ``interval_width``: width of the 95% interval (2.5 to 97.5
+              percentile) of the top class's probability across chains;
+            - ``p_value``: two-sided paired t-test, top class against the
+              runner-up, across chains;
+            - ``feature_distance``: Mahalanobis distance of the image's
+              features to the nearest training class mean;
+            - ``ood_p_value``: fraction of reference images (the validation
+              hold-out, or the training images when
+              ``validation_fraction`` is None, which makes it stricter) at
+              least as far, plus one, over their number plus one;
+            - ``confident``: ``p_value < alpha`` and ``ood_p_value > alpha``.
+        """
+        import pandas as pd
+
+        if not isinstance(n_samples, Integral) or n_samples < 2:
+            raise ValueError(
+                f"n_samples must be an int >= 2 (a t-test across chains); got "
+                f"{n_samples!r}."
+            )
+        if not isinstance(alpha, Real) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {alpha!r}.")
+        check_is_fitted(self)
+        if not hasattr(self, "feature_density_"):
+            raise ValueError(
+                "This model has no feature statistics (it was saved by an older "
+                "skdiffmic); fit it again to use predict_uncertainty."
+            )
+        data, device = self._prepare(X)
+        y0, features = self._denoise_rows(
+            data, device, self._inference_networks(), n_samples, with_features=True
+        )
+        chains = chain_statistics(self._sample_softmax(y0))
+        distance = self.feature_density_.distance(features)
+        ood_p_value = self.feature_density_.p_value(distance)
+        index = X.index if hasattr(X, "index") and hasattr(X, "iloc") else None
+        return pd.DataFrame(
+            {
+                "prediction": self.classes_[chains["top"]],
+                "probability": chains["probability"],
+                "entropy": chains["entropy"],
+                "interval_width": chains["interval_width"],
+                "p_value": chains["p_value"],
+                "feature_distance": distance,
+                "ood_p_value": ood_p_value,
+                "confident": (chains["p_value"] < alpha) & (ood_p_value > alpha),
+            },
+            index=index,
+        )
 
     def predict_prior_proba(self, X, granularity="fused"):
         """Probabilities of the DCG guidance model alone (no diffusion).

@@ -22,11 +22,15 @@ from safetensors.torch import load_file, save_file
 
 from ._diffusion import NoiseSchedule
 from ._networks import build_networks
+from ._uncertainty import FeatureDensity
 
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 files (no feature statistics) still load; predict_uncertainty then
+# asks for a refit.
+_READABLE = (1, 2)
 _ATTRIBUTES = (
     "tabular_",
     "image_shape_",
@@ -41,6 +45,7 @@ _ATTRIBUTES = (
 )
 _ARRAYS = ("feature_mean_", "feature_scale_")
 _MODULES = ("guidance_model_", "denoiser_")
+_DENSITY = "feature_density_"
 
 
 def _jsonable(value, name):
@@ -106,6 +111,9 @@ def save_estimator(estimator, path) -> None:
     for name in _ARRAYS:
         if getattr(estimator, name, None) is not None:
             tensors[name] = torch.from_numpy(np.asarray(getattr(estimator, name)))
+    if hasattr(estimator, "feature_density_"):
+        for key, value in estimator.feature_density_.arrays().items():
+            tensors[f"{_DENSITY}.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
     save_file(tensors, os.fspath(path), metadata={"skdiffmic": json.dumps(document)})
 
 
@@ -132,10 +140,10 @@ def _read(path):
         ) from None
     if document.get("format") != FORMAT:
         raise ValueError(f"{path!r} holds {document.get('format')!r}, not {FORMAT}.")
-    if document.get("version") != FORMAT_VERSION:
+    if document.get("version") not in _READABLE:
         raise ValueError(
             f"{path!r} has format version {document.get('version')!r}; this "
-            f"version of skdiffmic reads version {FORMAT_VERSION}."
+            f"version of skdiffmic reads versions {list(_READABLE)}."
         )
     return document, tensors
 
@@ -160,6 +168,19 @@ def load_estimator(cls, path):
     for name in _ARRAYS:
         if name in tensors:
             setattr(estimator, name, tensors.pop(name).numpy())
+    density = {
+        key[len(_DENSITY) + 1 :]: tensors.pop(key).numpy()
+        for key in list(tensors)
+        if key.startswith(f"{_DENSITY}.")
+    }
+    if density:
+        try:
+            estimator.feature_density_ = FeatureDensity(**density)
+        except TypeError:
+            raise ValueError(
+                f"The feature statistics in {os.fspath(path)!r} are incomplete: "
+                f"{sorted(density)}."
+            ) from None
     tabular = bool(estimator.tabular_)
     guidance_model, denoiser = build_networks(
         tabular=tabular,

@@ -1,0 +1,211 @@
+"""predict_uncertainty, its statistics, and the calibration metrics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import brier_score_loss
+
+from skdiffmic import DiffMICClassifier
+from skdiffmic._uncertainty import FeatureDensity, chain_statistics, paired_t_test
+from skdiffmic.datasets import make_lesions
+from skdiffmic.metrics import calibration_bins, expected_calibration_error
+from tests.conftest import tiny
+
+
+@pytest.fixture(scope="module")
+def lesion_model():
+    X, y = make_lesions(100, image_size=16, random_state=0)
+    clf = tiny(max_epochs=3, validation_fraction=0.25, eta=1.0).fit(X[:80], y[:80])
+    return clf, X[80:], y[80:]
+
+
+def test_noise_images_are_flagged_confident_less_often_than_clean_ones(lesion_model):
+    clf, X_clean, _ = lesion_model
+    noise = np.random.default_rng(0).integers(0, 256, X_clean.shape, dtype=np.uint8)
+    clean = clf.predict_uncertainty(X_clean)
+    noisy = clf.predict_uncertainty(noise)
+    assert noisy["confident"].mean() < clean["confident"].mean()
+    # The typicality test is what catches them: noise lies far from the
+    # training features, and no reference image is as far.
+    assert noisy["feature_distance"].min() > clean["feature_distance"].median()
+    assert (noisy["ood_p_value"] <= 0.05).mean() > 0.9
+    assert (clean["ood_p_value"] > 0.05).mean() > 0.8
+
+
+def test_uncertainty_frame(lesion_model):
+    clf, X, _ = lesion_model
+    frame = clf.predict_uncertainty(X, n_samples=16, alpha=0.1)
+    assert list(frame.columns) == [
+        "prediction",
+        "probability",
+        "entropy",
+        "interval_width",
+        "p_value",
+        "feature_distance",
+        "ood_p_value",
+        "confident",
+    ]
+    assert len(frame) == len(X) and frame["confident"].dtype == bool
+    samples = clf.sample_proba(X, n_samples=16)
+    mean = samples.mean(1)
+    np.testing.assert_array_equal(frame["prediction"], clf.classes_[mean.argmax(1)])
+    np.testing.assert_allclose(frame["probability"], mean.max(1))
+    assert np.all(frame["entropy"].between(0, np.log(len(clf.classes_)) + 1e-12))
+    assert np.all(frame["interval_width"].between(0, 1))
+    np.testing.assert_array_equal(
+        frame["confident"], (frame["p_value"] < 0.1) & (frame["ood_p_value"] > 0.1)
+    )
+    # Reproducible, and the same p-values as scipy's paired t-test.
+    pd.testing.assert_frame_equal(
+        frame, clf.predict_uncertainty(X, n_samples=16, alpha=0.1)
+    )
+    order = np.argsort(-mean, 1)
+    rows = np.arange(len(X))
+    expected = stats.ttest_rel(
+        samples[rows, :, order[:, 0]], samples[rows, :, order[:, 1]], axis=1
+    ).pvalue
+    np.testing.assert_allclose(frame["p_value"], expected, rtol=1e-6)
+
+
+def test_uncertainty_keeps_a_pandas_index(lesion_model, tmp_path):
+    from PIL import Image
+
+    clf, X, _ = lesion_model
+    paths = []
+    for i, image in enumerate(X[:4]):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    series = pd.Series(paths, index=["a", "b", "c", "d"])
+    frame = clf.predict_uncertainty(series, n_samples=4)
+    assert list(frame.index) == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(
+        frame["p_value"], clf.predict_uncertainty(X[:4], n_samples=4)["p_value"]
+    )
+
+
+def test_uncertainty_rejects_bad_arguments(lesion_model):
+    clf, X, _ = lesion_model
+    with pytest.raises(ValueError, match="n_samples must be an int >= 2"):
+        clf.predict_uncertainty(X, n_samples=1)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+        clf.predict_uncertainty(X, alpha=1.0)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        tiny().predict_uncertainty(X)
+
+
+def test_feature_density_survives_save_and_load(lesion_model, tmp_path):
+    clf, X, _ = lesion_model
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    pd.testing.assert_frame_equal(
+        loaded.predict_uncertainty(X, n_samples=4),
+        clf.predict_uncertainty(X, n_samples=4),
+    )
+
+
+def test_without_validation_the_training_rows_are_the_reference(images, fitted):
+    X, _ = images
+    density = fitted.feature_density_
+    assert len(density.reference) == len(X)
+    np.testing.assert_allclose(
+        density.reference,
+        np.sort(density.distance(fitted._pooled_features(*fitted._prepare(X)))),
+        rtol=1e-6,
+    )
+
+
+def test_paired_t_test_matches_scipy_and_handles_constant_differences():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 30)), rng.random((5, 30))
+    np.testing.assert_allclose(
+        paired_t_test(a, b), stats.ttest_rel(a, b, axis=1).pvalue, rtol=1e-10
+    )
+    same = np.ones((2, 10))
+    np.testing.assert_array_equal(paired_t_test(same, same * [[0.5], [1.0]]), [0, 1])
+
+
+def test_chain_statistics_on_known_samples():
+    # Image 0: every chain says class 1 with 0.9. Image 1: the chains split.
+    samples = np.array(
+        [
+            [[0.05, 0.9, 0.05]] * 4,
+            [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.75, 0.15, 0.1], [0.2, 0.7, 0.1]],
+        ]
+    )
+    out = chain_statistics(samples)
+    np.testing.assert_array_equal(out["top"], [1, 0])
+    np.testing.assert_allclose(out["probability"], [0.9, 0.4625])
+    expected = -(0.9 * np.log(0.9) + 2 * 0.05 * np.log(0.05))
+    np.testing.assert_allclose(out["entropy"][0], expected)
+    assert out["interval_width"][0] == 0 and out["interval_width"][1] > 0.5
+    assert out["p_value"][0] == 0 and out["p_value"][1] > 0.5
+
+
+def test_feature_density_distance_and_conformal_p_value():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0]])
+    codes = np.repeat([0, 1], 200)
+    features = centres[codes] + rng.normal(size=(400, 2)) * [1.0, 3.0]
+    density = FeatureDensity.fit(features, codes, 2)
+    # The Mahalanobis distance of the shared covariance (about diag(1, 9)).
+    np.testing.assert_allclose(density.distance([[0, 3], [10, 0]]), [1, 0], atol=0.1)
+    density.reference = np.sort(density.distance(features))
+    p = density.p_value(density.distance([[0.0, 0.0], [5.0, 40.0]]))
+    assert p[0] > 0.9 and p[1] == 1 / 401
+    # (1 + #{reference >= d}) / (1 + n): a reference point's own p-value.
+    d = density.reference[99]
+    assert density.p_value(np.array([d]))[0] == (1 + 400 - 99) / 401
+
+
+def test_expected_calibration_error():
+    y = np.array([0, 1, 1, 0])
+    # Confidence 0.8 everywhere, 3 of 4 right: ECE = |0.75 - 0.8|.
+    proba = np.array([[0.8, 0.2], [0.2, 0.8], [0.2, 0.8], [0.2, 0.8]])
+    assert expected_calibration_error(y, proba) == pytest.approx(0.05)
+    # Perfectly calibrated: 0.5 confidence, half right.
+    half = np.full((4, 2), 0.5)
+    assert expected_calibration_error(y, half) == pytest.approx(0.0)
+    conf, acc, count = calibration_bins(y, proba, n_bins=5)
+    assert count.tolist() == [0, 0, 0, 4, 0]  # 0.8 is the upper edge of bin 3
+    assert acc[3] == 0.75 and np.isnan(acc[0])
+    labels = np.array(["a", "b"])
+    assert expected_calibration_error(labels[y], proba, labels=labels) == pytest.approx(
+        0.05
+    )
+    with pytest.raises(ValueError, match="columns"):
+        expected_calibration_error(y, np.ones((4, 3)) / 3)
+    with pytest.raises(ValueError, match="n_bins"):
+        expected_calibration_error(y, proba, n_bins=0)
+
+
+def test_brier_score_of_scikit_learn_is_the_multiclass_one():
+    # The benchmark uses scikit-learn's Brier score: the mean squared distance
+    # to the one-hot label, summed over the classes.
+    y = np.array([0, 2])
+    proba = np.array([[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]])
+    assert brier_score_loss(y, proba, labels=[0, 1, 2]) == pytest.approx(0.375 / 2)
+
+
+def test_a_version_1_file_loads_and_asks_for_a_refit(lesion_model, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    clf, X, _ = lesion_model
+    path = str(tmp_path / "m.safetensors")
+    clf.save(path)
+    with safe_open(path, framework="pt") as handle:
+        document = json.loads(handle.metadata()["skdiffmic"])
+    tensors = load_file(path)
+    old = {k: v for k, v in tensors.items() if not k.startswith("feature_density_")}
+    assert len(old) < len(tensors)
+    document["version"] = 1
+    save_file(old, path, metadata={"skdiffmic": json.dumps(document)})
+    loaded = DiffMICClassifier.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="fit it again"):
+        loaded.predict_uncertainty(X)
