@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -881,6 +882,16 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "This model has no feature statistics (it was saved by an older "
                 "skdiffmic); fit it again to use predict_uncertainty."
+            )
+        n_reference = len(self.feature_density_.reference)
+        if (1 + n_reference) * alpha < 1:
+            warnings.warn(
+                f"Only {n_reference} reference images: the typicality test cannot "
+                f"reach alpha={alpha} (its smallest p-value is "
+                f"1/{n_reference + 1}), so it flags no image. Fit with a larger "
+                "validation_fraction (or more data).",
+                UserWarning,
+                stacklevel=2,
             )
         data, device = self._prepare(X)
         y0, features = self._denoise_rows(

@@ -90,6 +90,8 @@ def test_uncertainty_rejects_bad_arguments(lesion_model):
         clf.predict_uncertainty(X, n_samples=1)
     with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
         clf.predict_uncertainty(X, alpha=1.0)
+    with pytest.warns(UserWarning, match="Only 5 reference images"):
+        tiny(max_epochs=1).fit(X[:5], [0, 1, 0, 1, 0]).predict_uncertainty(X[:2])
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
