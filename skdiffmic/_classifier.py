@@ -27,7 +27,7 @@ from ._inputs import ArrayFeatures, Subset, row_seeds
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
 from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batches
-from ._uncertainty import FeatureDensity, chain_statistics
+from ._uncertainty import FeatureDensity, chain_statistics, feature_statistics
 
 __all__ = ["DiffMICClassifier"]
 
@@ -229,8 +229,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Diffusion epochs run (fewer than ``max_epochs`` after early stopping
         or an interrupt).
     feature_density_ : object
-        Class means and shared covariance of the denoiser encoder's pooled
-        features on the training rows, with the reference distances of the
+        Class means and shared covariance of the feature statistics of the
+        denoiser's encoder (per-channel mean and standard deviation of its
+        feature maps) on the training rows, with the reference distances of the
         validation hold-out (of the training rows without one): the
         typicality test of :meth:`predict_uncertainty`.
     temperature_ : float
@@ -545,7 +546,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         the reference).
         """
         networks = self._inference_networks()
-        train_features = self._pooled_features(Subset(data, train_rows), device)
+        train_features = self._typicality_features(Subset(data, train_rows), device)
         density = FeatureDensity.fit(
             train_features, codes[train_rows], len(self.classes_)
         )
@@ -691,15 +692,15 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
 
-    def _pooled_features(self, data, device) -> np.ndarray:
-        """The denoiser encoder's pooled features ``(n, feat_dim)`` of a row source."""
+    def _typicality_features(self, data, device) -> np.ndarray:
+        """Feature statistics of the denoiser's encoder for a row source."""
         _, denoiser, dtype = self._inference_networks()
         outputs = []
         for _, x, _ in self._batches(data, device):
             x = x if dtype is None else x.to(dtype)
             with torch.inference_mode(), autocast(device):
-                pooled = denoiser.encoder(x)
-            outputs.append(pooled.cpu().to(torch.float64))
+                statistics = feature_statistics(denoiser.encoder, x)
+            outputs.append(statistics.cpu().to(torch.float64))
         return torch.cat(outputs).numpy()
 
     def _denoise_rows(
@@ -710,12 +711,13 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
         once; its ``n_samples`` reverse chains run on the label head as one
         batch, their noise drawn from the image's own seed. With
-        ``with_features``, returns ``(y0, pooled encoder features)``.
+        ``with_features``, returns ``(y0, feature statistics)`` (see
+        :func:`feature_statistics`).
         """
         n_samples = n_samples or self.n_samples
         n_draws = self._n_noise_draws()
         guidance_model, denoiser, dtype = networks
-        outputs, pooled_features = [], []
+        outputs, statistics = [], []
         for _, x, raw in self._batches(data, device):
             seeds = row_seeds(raw, self.sampling_seed_)
             noise = self._row_noise(seeds, n_samples, n_draws, device)
@@ -724,8 +726,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             with torch.inference_mode(), autocast(device):
                 prior = guidance_model(x).fused.float().softmax(-1)
                 prior = prior if dtype is None else prior.to(dtype)
-                features, pooled = denoiser.encode(x, return_pooled=True)
-                features = features.repeat_interleave(n_samples, 0)
+                if with_features:
+                    statistics.append(
+                        feature_statistics(denoiser.encoder, x).cpu().double()
+                    )
+                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
                 prior = prior.repeat_interleave(n_samples, 0)
 
                 def eps_fn(y_t, t, features=features, prior=prior):
@@ -743,10 +748,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 )
             y0 = y0.view(-1, n_samples, y0.shape[-1])
             outputs.append(y0.cpu().to(torch.float64))
-            pooled_features.append(pooled.cpu().to(torch.float64))
         y0 = torch.cat(outputs).numpy()
         if with_features:
-            return y0, torch.cat(pooled_features).numpy()
+            return y0, torch.cat(statistics).numpy()
         return y0
 
     def _sample_softmax(self, y0):
@@ -824,9 +828,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
            across the chains, between the probabilities of the two most
            probable classes (``p_value``).
         2. Does the image look like the training images? The Mahalanobis
-           distance of the denoiser's image features to the nearest class mean
-           of the training features (``feature_distance``), as a conformal
-           p-value against the held-out reference images (``ood_p_value``).
+           distance of its feature statistics (the per-channel mean and
+           standard deviation of the denoiser encoder's feature maps at up to
+           five stages) to the nearest class mean of the training images'
+           (``feature_distance``), as a conformal p-value against the held-out
+           reference images (``ood_p_value``).
            The chains alone cannot tell: on images unlike any training image
            (pure noise, another modality) a network can be consistently and
            confidently wrong, and the t-test is then significant.
@@ -861,7 +867,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             - ``p_value``: two-sided paired t-test, top class against the
               runner-up, across chains;
             - ``feature_distance``: Mahalanobis distance of the image's
-              features to the nearest training class mean;
+              feature statistics to the nearest training class mean;
             - ``ood_p_value``: fraction of reference images (the validation
               hold-out, or the training images when
               ``validation_fraction`` is None, which makes it stricter) at

@@ -69,15 +69,9 @@ class ConditionalDenoiser(nn.Module):
         self.norm3 = nn.BatchNorm1d(hidden_dim)
         self.out = nn.Linear(hidden_dim, n_classes)
 
-    def encode(self, x: torch.Tensor, *, return_pooled: bool = False):
-        """Batch-normalised image features ``(B, hidden_dim)``.
-
-        With ``return_pooled``, also the encoder's own pooled features
-        ``(B, feat_dim)`` they are projected from.
-        """
-        pooled = self.encoder(x)
-        features = self.feature_norm(self.project(pooled))
-        return (features, pooled) if return_pooled else features
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch-normalised image features ``(B, hidden_dim)``."""
+        return self.feature_norm(self.project(self.encoder(x)))
 
     def head(self, features, y_t, prior, t) -> torch.Tensor:
         """Noise estimate ``(B, n_classes)`` from precomputed image features."""

@@ -9,19 +9,46 @@ Two questions are asked of every image:
 * **Does the image look like the training images?** The chains cannot answer
   this: a network can be consistently, confidently wrong on an input unlike
   anything it was trained on (on pure-noise images, the t-test above is
-  significant for every image). The denoiser's image features are compared
-  with the training features by the Mahalanobis distance to the nearest class
-  mean (shared, shrunk covariance; Lee et al., 2018), and the distance is
-  turned into a conformal p-value against the distances of held-out
-  reference images.
+  significant for nearly every image). The per-channel mean and standard
+  deviation of the denoiser encoder's feature maps, at up to five stages
+  (:func:`feature_statistics`), are compared with those of the training
+  images by the Mahalanobis distance to the nearest class mean (shared,
+  shrunk covariance; the multi-layer variant of Lee et al., 2018), and the
+  distance is turned into a conformal p-value against the distances of
+  held-out reference images. Pooled last-stage features alone are not
+  enough: global pooling averages the noise away.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import stats
 
-__all__ = ["FeatureDensity", "chain_statistics"]
+__all__ = ["FeatureDensity", "chain_statistics", "feature_statistics"]
+
+MAX_STAGES = 5
+
+
+def feature_statistics(encoder, x):
+    """Per-channel mean and standard deviation of the encoder's feature maps.
+
+    For a timm network, its intermediate feature maps (``forward_intermediates``)
+    at up to :data:`MAX_STAGES` evenly spaced stages, each reduced to the mean
+    and the standard deviation of every channel over the spatial positions,
+    concatenated to ``(B, 2 * sum(channels))``. Any other encoder (the tabular
+    mode's MLP) gives its output features.
+    """
+    intermediates = getattr(encoder, "forward_intermediates", None)
+    if intermediates is None:
+        return encoder(x)
+    maps = intermediates(x, intermediates_only=True)
+    keep = np.unique(np.linspace(0, len(maps) - 1, min(MAX_STAGES, len(maps))))
+    parts = []
+    for i in keep.round().astype(int):
+        flat = maps[i].flatten(2)  # (B, C, positions)
+        parts += [flat.mean(-1), flat.std(-1, correction=0)]
+    return torch.cat(parts, dim=1)
 
 
 class FeatureDensity:
@@ -40,7 +67,8 @@ class FeatureDensity:
 
     def __init__(self, means, precision, reference):
         self.means = np.asarray(means, dtype=np.float64)
-        self.precision = np.asarray(precision, dtype=np.float64)
+        # Kept (and saved) in single precision: it is the one large array.
+        self.precision = np.asarray(precision, dtype=np.float32)
         self.reference = np.sort(np.asarray(reference, dtype=np.float64))
 
     @classmethod
@@ -65,7 +93,7 @@ class FeatureDensity:
         out = np.empty(len(features))
         for start in range(0, len(features), 1024):
             diff = features[start : start + 1024, None, :] - self.means[None]
-            squared = np.sum((diff @ self.precision) * diff, axis=-1)
+            squared = np.sum((diff @ self.precision.astype(np.float64)) * diff, -1)
             out[start : start + 1024] = np.sqrt(np.clip(squared.min(axis=1), 0, None))
         return out
 
