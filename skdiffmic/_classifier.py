@@ -181,8 +181,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Directory where a checkpoint (every network, optimiser and random
         state) is written after each epoch. A later ``fit`` with the same
         settings and labels resumes from it, e.g. after a crash, and ends with
-        the same weights as an uninterrupted run. A checkpoint written with
-        other settings is ignored (with a warning) and overwritten. Ctrl-C
+        the same weights as an uninterrupted run. Each combination of
+        settings and labels has its own file (``checkpoint-<hash>.pt``), so
+        the fits of a grid search or cross-validation (even in parallel, on
+        shared storage) can share the directory and each resumes its own.
+        Files are kept after ``fit``; delete the directory when done. Ctrl-C
         during ``fit`` never needs it: the estimator keeps the best completed
         epoch and warns.
     compile : bool, default=False

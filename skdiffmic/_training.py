@@ -154,13 +154,16 @@ class Checkpoint:
     The file is written with ``torch.save`` (to a temporary name, then renamed,
     so a crash never leaves half a file) and read back with
     ``weights_only=True``: tensors and plain containers only, no code.
-    ``fingerprint`` identifies the settings and data; a file with another
-    fingerprint is ignored, with a warning, and overwritten.
+    ``fingerprint`` identifies the settings and data and names the file
+    (``checkpoint-<first 16 hex digits>.pt``), so that the fits of a grid
+    search or a cross-validation sharing one directory, in sequence or in
+    parallel, each resume from their own file. A file whose stored
+    fingerprint differs is ignored, with a warning, and overwritten.
     """
 
     def __init__(self, directory, fingerprint: str):
         self.directory = os.fspath(directory)
-        self.path = os.path.join(self.directory, "checkpoint.pt")
+        self.path = os.path.join(self.directory, f"checkpoint-{fingerprint[:16]}.pt")
         self.fingerprint = fingerprint
 
     def load(self):
@@ -187,7 +190,7 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         os.makedirs(self.directory, exist_ok=True)
-        tmp = self.path + ".tmp"
+        tmp = f"{self.path}.{os.getpid()}.tmp"
         torch.save({**state, "fingerprint": self.fingerprint}, tmp)
         os.replace(tmp, self.path)
 

@@ -134,12 +134,28 @@ def test_a_crashed_fit_resumes_from_its_checkpoint_to_the_same_weights(
     )
 
 
-def test_a_checkpoint_from_other_settings_is_ignored(tmp_path):
+def test_fits_with_other_settings_keep_their_own_checkpoints(tmp_path):
     X, y = _lesions(24)
     tiny(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    clf = tiny(max_epochs=2, checkpoint_dir=tmp_path).fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.history_) == 3  # 1 guidance + 2 diffusion
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and all(f.startswith("checkpoint-") for f in files)
+    # Another fold of the same settings is other data: its own file again.
+    tiny(max_epochs=1, checkpoint_dir=tmp_path).fit(X[:20], y[:20])
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_checkpoint_with_a_foreign_fingerprint_is_ignored(tmp_path):
+    X, y = _lesions(24)
+    tiny(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    (path,) = tmp_path.iterdir()
+    saved = torch.load(path, weights_only=True)
+    saved["fingerprint"] = "0" * 64
+    torch.save(saved, path)
     with pytest.warns(UserWarning, match="other settings or data"):
-        clf = tiny(max_epochs=2, checkpoint_dir=tmp_path).fit(X, y)
-    assert clf.n_iter_ == 2
+        clf = tiny(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    assert clf.n_iter_ == 1
 
 
 def test_warm_start_continues_counting():
