@@ -828,8 +828,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         and asks two questions of every image:
 
         1. Do the chains agree? CARD's instance-level test: a paired t-test,
-           across the chains, between the probabilities of the two most
-           probable classes (``p_value``).
+           across the chains, between the denoised label components ``y_0``
+           of the two most probable classes (``p_value``; on ``y_0`` rather
+           than the probabilities, so that a small fitted temperature, which
+           saturates every chain's softmax, does not make every test
+           significant).
         2. Does the image look like the training images? The Mahalanobis
            distance of its feature statistics (the per-channel mean and
            standard deviation of the denoiser encoder's feature maps at up to
@@ -867,8 +870,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
               a certain prediction, ``log(n_classes)`` at most);
             - ``interval_width``: width of the 95% interval (2.5 to 97.5
               percentile) of the top class's probability across chains;
-            - ``p_value``: two-sided paired t-test, top class against the
-              runner-up, across chains;
+            - ``p_value``: two-sided paired t-test across chains, the top
+              class's ``y_0`` component against the runner-up's;
             - ``feature_distance``: Mahalanobis distance of the image's
               feature statistics to the nearest training class mean;
             - ``ood_p_value``: fraction of reference images (the validation
@@ -906,7 +909,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         y0, features = self._denoise_rows(
             data, device, self._inference_networks(), n_samples, with_features=True
         )
-        chains = chain_statistics(self._sample_softmax(y0))
+        chains = chain_statistics(self._sample_softmax(y0), y0)
         distance = self.feature_density_.distance(features)
         ood_p_value = self.feature_density_.p_value(distance)
         index = X.index if hasattr(X, "index") and hasattr(X, "iloc") else None

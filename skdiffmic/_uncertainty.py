@@ -3,9 +3,9 @@
 Two questions are asked of every image:
 
 * **Do the chains agree on the top class?** CARD's instance-level test: a
-  paired t-test, across the reverse chains, between the probabilities of the
-  two most probable classes. A small p-value means the chains put the top
-  class above the runner-up consistently.
+  paired t-test, across the reverse chains, between the denoised label
+  components of the two most probable classes. A small p-value means the
+  chains put the top class above the runner-up consistently.
 * **Does the image look like the training images?** The chains cannot answer
   this: a network can be consistently, confidently wrong on an input unlike
   anything it was trained on (on pure-noise images, the t-test above is
@@ -136,13 +136,15 @@ def paired_t_test(first, second):
     return p
 
 
-def chain_statistics(samples):
+def chain_statistics(samples, y0):
     """Entropy, top-class interval width and t-test p-value per image.
 
     Parameters
     ----------
     samples : ndarray of shape (n_images, n_samples, n_classes)
         Probabilities of every reverse chain.
+    y0 : ndarray of shape (n_images, n_samples, n_classes)
+        The chains' denoised label vectors the probabilities come from.
 
     Returns
     -------
@@ -150,8 +152,10 @@ def chain_statistics(samples):
         ``top`` (index of the most probable class of the mean), ``probability``
         (its mean probability), ``entropy`` (of the mean, in nats),
         ``interval_width`` (97.5 - 2.5 percentile of the top class's
-        probability across chains) and ``p_value`` (paired t-test, top class
-        against the runner-up).
+        probability across chains) and ``p_value`` (paired t-test across
+        chains of the top class's ``y0`` component against the runner-up's:
+        on ``y0`` itself, so that it does not depend on the temperature,
+        which can saturate every chain's probabilities).
     """
     mean = samples.mean(axis=1)
     order = np.argsort(-mean, axis=1, kind="stable")
@@ -164,5 +168,5 @@ def chain_statistics(samples):
         "probability": mean[rows, top],
         "entropy": -np.sum(mean * np.log(np.clip(mean, 1e-300, None)), axis=1),
         "interval_width": high - low,
-        "p_value": paired_t_test(top_samples, samples[rows, :, second]),
+        "p_value": paired_t_test(y0[rows, :, top], y0[rows, :, second]),
     }

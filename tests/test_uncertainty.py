@@ -60,10 +60,15 @@ def test_uncertainty_frame(lesion_model):
     pd.testing.assert_frame_equal(
         frame, clf.predict_uncertainty(X, n_samples=16, alpha=0.1)
     )
+    # The t-test is on the chains' y0, which give the samples at the
+    # fitted temperature.
+    data, device = clf._prepare(X)
+    y0 = clf._denoise_rows(data, device, clf._inference_networks(), 16)
+    np.testing.assert_allclose(clf._sample_softmax(y0), samples)
     order = np.argsort(-mean, 1)
     rows = np.arange(len(X))
     expected = stats.ttest_rel(
-        samples[rows, :, order[:, 0]], samples[rows, :, order[:, 1]], axis=1
+        y0[rows, :, order[:, 0]], y0[rows, :, order[:, 1]], axis=1
     ).pvalue
     np.testing.assert_allclose(frame["p_value"], expected, rtol=1e-6)
 
@@ -137,7 +142,7 @@ def test_chain_statistics_on_known_samples():
             [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.75, 0.15, 0.1], [0.2, 0.7, 0.1]],
         ]
     )
-    out = chain_statistics(samples)
+    out = chain_statistics(samples, np.log(samples))
     np.testing.assert_array_equal(out["top"], [1, 0])
     np.testing.assert_allclose(out["probability"], [0.9, 0.4625])
     expected = -(0.9 * np.log(0.9) + 2 * 0.05 * np.log(0.05))
