@@ -99,7 +99,6 @@ def _quote_attribute_names_in_types(app, what, name, obj, options, lines):
 # -- HTML ----------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"skdiffmic {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
