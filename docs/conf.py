@@ -9,7 +9,6 @@ gallery examples use synthetic images or data shipped with scikit-learn.
 """
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -78,24 +77,6 @@ def _skip_inherited_from_other_packages(app, what, name, obj, skip, options):
     return None
 
 
-_FIELD = re.compile(r"^(\s*[\w*]+(?:, [\w*]+)*) : (.+)$")
-_ATTRIBUTE_NAME = re.compile(r"(?<![`\w])(\w+_)(?![`\w])")
-
-
-def _quote_attribute_names_in_types(app, what, name, obj, options, lines):
-    """Quote fitted-attribute names in the types of numpydoc fields.
-
-    A type such as ``ndarray of shape (n_features_in_,)`` names a fitted
-    attribute; reStructuredText would read the bare trailing underscore as a
-    link to a target of that name. Runs before numpydoc parses the sections.
-    """
-    for i, line in enumerate(lines):
-        match = _FIELD.match(line)
-        if match and "`" not in match.group(2):
-            quoted = _ATTRIBUTE_NAME.sub(r"``\1``", match.group(2))
-            lines[i] = f"{match.group(1)} : {quoted}"
-
-
 # -- HTML ----------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"skdiffmic {release}"
@@ -141,4 +122,3 @@ def setup(app):
     app.connect("builder-inited", _draw_figures)
     app.connect("autodoc-skip-member", _skip_inherited_from_other_packages)
     # Before numpydoc's own handler (priority 500).
-    app.connect("autodoc-process-docstring", _quote_attribute_names_in_types, 400)

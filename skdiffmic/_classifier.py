@@ -220,7 +220,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of str
         Column names of a training DataFrame of features, when it had string
         column names.
-    feature_mean_, feature_scale_ : ndarray of shape (n_features_in_,)
+    feature_mean_, feature_scale_ : ndarray of shape (``n_features_in_``,)
         Standardisation of the features (tabular mode only).
     guidance_model_ : torch.nn.Module
         The fitted guidance model (DCG, or its MLP form in the tabular mode).
@@ -250,9 +250,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     Notes
     -----
     **Inputs.** Images come as arrays, as image file paths (decoded with PIL
-    batch by batch, any mode, see :mod:`skdiffmic._imageio`), or flattened
-    with ``image_shape``. Every image is centre-cropped to a square and resized
-    to ``image_size``, at fit and at predict time alike.
+    batch by batch; grayscale modes stay grayscale, every other mode becomes
+    RGB with any alpha dropped, and a set with one colour file is read as
+    RGB), or flattened with ``image_shape``. Every image is centre-cropped to
+    a square and resized to ``image_size``, at fit and at predict time alike.
 
     **Tabular mode.** A 2-D ``X`` without ``image_shape`` is a matrix of
     feature vectors. The features are standardised with the training mean and
@@ -266,6 +267,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     **Sampling noise.** Each row's noise is seeded from ``random_state`` and
     the row's own (resized) pixel or feature values, so predictions do not
     depend on the batch a row comes in, nor on the order of the rows.
+
+    See Also
+    --------
+    skdiffmic.baselines.TimmClassifier : The same backbone trained with plain
+        cross-entropy, for comparisons.
 
     Examples
     --------
@@ -691,7 +697,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         return 1
 
     def _denoise(self, X) -> np.ndarray:
-        """Denoised label vectors ``y_0`` of shape (n_samples, n_classes)."""
+        """Denoised label vectors ``y_0`` of shape (n_images, n_samples, K)."""
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
 
@@ -770,27 +776,32 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
-            Images, as for :meth:`fit`.
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images (or feature vectors in the tabular mode), as for
+            :meth:`fit`.
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
+        proba : ndarray of shape (n_images, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
         return self._sample_softmax(self._denoise(X)).mean(axis=1)
 
     def predict(self, X):
-        """Predicted class: the argmax of the denoised label vector.
+        """Predicted class: the argmax of :meth:`predict_proba`.
+
+        With one chain (``n_samples=1``) this is the argmax of the denoised
+        label vector.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
-            Images, as for :meth:`fit`.
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images (or feature vectors in the tabular mode), as for
+            :meth:`fit`.
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
+        y_pred : ndarray of shape (n_images,)
             Labels from ``classes_``.
         """
         proba = self.predict_proba(X)
@@ -932,14 +943,15 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
-            Images, as for :meth:`fit`.
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images (or feature vectors in the tabular mode), as for
+            :meth:`fit`.
         granularity : {"fused", "global", "local"}, default="fused"
             Which prior: the fused one the diffusion starts from, or one branch.
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
+        proba : ndarray of shape (n_images, n_classes)
             Softmax of the prior logits.
         """
         which = {"fused": 0, "global": 1, "local": 2}
@@ -972,6 +984,13 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         ----------
         path : str or os.PathLike
             Destination file, conventionally ending in ``.safetensors``.
+
+        Raises
+        ------
+        TypeError
+            If the labels are not numbers or strings, or a parameter value
+            cannot be stored (such as a ``class_weight`` dict whose labels are
+            neither numbers nor strings).
         """
         check_is_fitted(self)
         save_estimator(self, path)
@@ -993,6 +1012,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         Raises
         ------
+        FileNotFoundError
+            If ``path`` does not exist.
         ValueError
             If the file is truncated or corrupt, is not a saved skdiffmic
             model, has an unknown format version, or holds tensors that are
