@@ -10,7 +10,7 @@ import pytest
 import torch
 from joblib import parallel_backend
 from PIL import Image
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 
 from skdiffmic.datasets import make_lesions
 from skdiffmic.parallel import _worker_specs, gpu_backend, local_cluster, worker_command
@@ -92,7 +92,7 @@ def test_local_cluster_workers_and_image_paths(lesions, tmp_path):
         paths.append(str(path))
     cv = StratifiedKFold(2, shuffle=True, random_state=0)
     with one_torch_thread():
-        sequential = cross_val_score(tiny(), paths, y, cv=cv)
+        sequential = cross_validate(tiny(), paths, y, cv=cv, return_estimator=True)
 
     def worker_state():
         return (
@@ -110,8 +110,18 @@ def test_local_cluster_workers_and_image_paths(lesions, tmp_path):
                 for w in client.scheduler_info()["workers"].values()
             )
             with gpu_backend(client):  # CPU workers: no GPU constraint
-                on_dask = cross_val_score(tiny(), paths, y, cv=cv, n_jobs=-1)
-    np.testing.assert_array_equal(on_dask, sequential)
+                on_dask = cross_validate(
+                    tiny(), paths, y, cv=cv, n_jobs=-1, return_estimator=True
+                )
+    np.testing.assert_array_equal(on_dask["test_score"], sequential["test_score"])
+    # The fitted estimators came back from the workers on the CPU, and
+    # predict here as they did there.
+    for here, there in zip(sequential["estimator"], on_dask["estimator"]):
+        devices = {p.device.type for p in there.denoiser_.parameters()}
+        assert devices == {"cpu"}
+        np.testing.assert_array_equal(
+            there.predict_proba(paths[:6]), here.predict_proba(paths[:6])
+        )
 
 
 def test_worker_specs_hand_out_one_gpu_per_worker():
