@@ -216,3 +216,16 @@ def test_a_version_1_file_loads_and_asks_for_a_refit(lesion_model, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ValueError, match="fit it again"):
         loaded.predict_uncertainty(X)
+
+
+def test_uncertainty_in_the_tabular_mode():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (60, 4)), rng.normal(2, 1, (60, 4))])
+    y = np.repeat(["a", "b"], 60)
+    clf = tiny(max_epochs=5, validation_fraction=0.25).fit(X, y)
+    frame = clf.predict_uncertainty(X[::10], n_samples=8)
+    assert len(frame) == 12 and set(frame["prediction"]) <= {"a", "b"}
+    # Features far outside the training range fail the typicality test.
+    far = clf.predict_uncertainty(X[:5] * 50, n_samples=8)
+    assert (far["ood_p_value"] < frame["ood_p_value"].min()).all()
+    assert not far["confident"].any()
