@@ -13,15 +13,15 @@ with the right shape for training networks:
   ``parallel_backend("dask", resources={"GPU": 1})`` never puts two fits on
   one card, on this cluster or on a real one started the same way.
 
-Example
--------
->>> from joblib import parallel_backend                    # doctest: +SKIP
->>> from sklearn.model_selection import GridSearchCV       # doctest: +SKIP
->>> from skdiffmic.parallel import local_cluster, gpu_backend  # doctest: +SKIP
->>> with local_cluster() as cluster, cluster.get_client(): # doctest: +SKIP
-...     with gpu_backend():
-...         search = GridSearchCV(DiffMICClassifier(), grid, n_jobs=-1)
-...         search.fit(paths, y)
+Example::
+
+    from sklearn.model_selection import GridSearchCV
+    from skdiffmic import DiffMICClassifier
+    from skdiffmic.parallel import gpu_backend, local_cluster
+
+    with local_cluster() as cluster, gpu_backend(cluster.get_client()):
+        search = GridSearchCV(DiffMICClassifier(), grid, n_jobs=-1)
+        search.fit(paths, y)
 
 On a real cluster, start one ``dask worker`` per GPU with the same settings
 (see :func:`worker_command`) and connect with ``Client("tcp://host:8786")``.
