@@ -555,7 +555,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         the reference).
         """
         networks = self._inference_networks()
-        train_features = self._typicality_features(Subset(data, train_rows), device)
+        train_features = self._typicality_features(
+            Subset(data, train_rows), device, networks
+        )
         density = FeatureDensity.fit(
             train_features, codes[train_rows], len(self.classes_)
         )
@@ -701,16 +703,25 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
 
-    def _typicality_features(self, data, device) -> np.ndarray:
-        """Feature statistics of the denoiser's encoder for a row source."""
-        _, denoiser, dtype = self._inference_networks()
+    def _map_batches(self, data, device, dtype, fn) -> np.ndarray:
+        """``fn(x)`` on every batch of a row source, inputs cast to ``dtype``.
+
+        The rows of every batch's output are gathered as one float64 array.
+        """
         outputs = []
         for _, x, _ in self._batches(data, device):
             x = x if dtype is None else x.to(dtype)
             with torch.inference_mode(), autocast(device):
-                statistics = feature_statistics(denoiser.encoder, x)
-            outputs.append(statistics.cpu().to(torch.float64))
+                out = fn(x)
+            outputs.append(out.to(torch.float64).cpu())
         return torch.cat(outputs).numpy()
+
+    def _typicality_features(self, data, device, networks) -> np.ndarray:
+        """Feature statistics of the denoiser's encoder for a row source."""
+        _, denoiser, dtype = networks
+        return self._map_batches(
+            data, device, dtype, lambda x: feature_statistics(denoiser.encoder, x)
+        )
 
     def _denoise_rows(
         self, data, device, networks, n_samples=None, with_features=False
@@ -961,13 +972,14 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             )
         data, device = self._prepare(X)
         guidance_model, _, dtype = self._inference_networks()
-        outputs = []
-        for _, x, _ in self._batches(data, device):
-            x = x if dtype is None else x.to(dtype)
-            with torch.inference_mode(), autocast(device):
-                logits = guidance_model(x)[which[granularity]]
-            outputs.append(logits.to(torch.float64).softmax(-1).cpu())
-        return torch.cat(outputs).numpy()
+        return self._map_batches(
+            data,
+            device,
+            dtype,
+            lambda x: (
+                guidance_model(x)[which[granularity]].to(torch.float64).softmax(-1)
+            ),
+        )
 
     # ---------------------------------------------------------------- saving --
     def save(self, path):

@@ -119,7 +119,13 @@ def test_without_validation_the_training_rows_are_the_reference(images, fitted):
     assert len(density.reference) == len(X)
     np.testing.assert_allclose(
         density.reference,
-        np.sort(density.distance(fitted._typicality_features(*fitted._prepare(X)))),
+        np.sort(
+            density.distance(
+                fitted._typicality_features(
+                    *fitted._prepare(X), fitted._inference_networks()
+                )
+            )
+        ),
         rtol=1e-6,
     )
 
