@@ -29,6 +29,7 @@ from ._inputs import (
     as_paths,
     check_dense,
 )
+from ._training import autocast, iter_batches
 
 __all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
 
@@ -231,6 +232,25 @@ class ImageInputMixin:
         for name in self._torch_modules:
             setattr(self, name, self._to_device(getattr(self, name), device).eval())
         return data, device
+
+    def _batches(self, data, device):
+        """Prediction batches of a row source, in order, preprocessed."""
+        return iter_batches(
+            data, np.arange(len(data)), self.batch_size, self._preprocess(), device
+        )
+
+    def _map_batches(self, data, device, dtype, fn) -> np.ndarray:
+        """``fn(x)`` on every batch of a row source, inputs cast to ``dtype``.
+
+        The rows of every batch's output are gathered as one float64 array.
+        """
+        outputs = []
+        for _, x, _ in self._batches(data, device):
+            x = x if dtype is None else x.to(dtype)
+            with torch.inference_mode(), autocast(device):
+                out = fn(x)
+            outputs.append(out.to(torch.float64).cpu())
+        return torch.cat(outputs).numpy()
 
     @staticmethod
     def _to_device(module, device):

@@ -26,7 +26,7 @@ from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import ArrayFeatures, Subset, row_seeds
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
-from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic, iter_batches
+from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, feature_statistics
 
 __all__ = ["DiffMICClassifier"]
@@ -672,11 +672,6 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             )
         return self.guidance_model_, self.denoiser_, None
 
-    def _batches(self, data, device):
-        return iter_batches(
-            data, np.arange(len(data)), self.batch_size, self._preprocess(), device
-        )
-
     def _row_noise(self, seeds, n_samples, n_draws, device):
         """Standard normal draws ``(B * n_samples, n_draws, K)``, per row seed."""
         n_classes = len(self.classes_)
@@ -702,19 +697,6 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         """Denoised label vectors ``y_0`` of shape (n_images, n_samples, K)."""
         data, device = self._prepare(X)
         return self._denoise_rows(data, device, self._inference_networks())
-
-    def _map_batches(self, data, device, dtype, fn) -> np.ndarray:
-        """``fn(x)`` on every batch of a row source, inputs cast to ``dtype``.
-
-        The rows of every batch's output are gathered as one float64 array.
-        """
-        outputs = []
-        for _, x, _ in self._batches(data, device):
-            x = x if dtype is None else x.to(dtype)
-            with torch.inference_mode(), autocast(device):
-                out = fn(x)
-            outputs.append(out.to(torch.float64).cpu())
-        return torch.cat(outputs).numpy()
 
     def _typicality_features(self, data, device, networks) -> np.ndarray:
         """Feature statistics of the denoiser's encoder for a row source."""

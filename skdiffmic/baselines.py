@@ -327,14 +327,9 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             Rows sum to 1; columns follow ``classes_``.
         """
         data, device = self._prepare(X)
-        outputs = []
-        for _, x, _ in iter_batches(
-            data, np.arange(len(data)), self.batch_size, self._preprocess(), device
-        ):
-            with torch.inference_mode(), autocast(device):
-                logits = self.model_(x)
-            outputs.append(logits.to(torch.float64).softmax(-1).cpu())
-        return torch.cat(outputs).numpy()
+        return self._map_batches(
+            data, device, None, lambda x: self.model_(x).to(torch.float64).softmax(-1)
+        )
 
     def predict(self, X):
         """Predicted class: the argmax of the probabilities.
