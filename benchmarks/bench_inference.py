@@ -52,6 +52,7 @@ def reference_scheme(clf, X, n_steps):
                     noise,
                     sampler="ddim",
                     n_steps=n_steps,
+                    prediction_type=clf.prediction_type,
                 )
             )
     return torch.cat(out)

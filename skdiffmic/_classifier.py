@@ -22,44 +22,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, check_pretrained
 from ._base import ImageInputMixin, resolve_device
-from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
-from ._inputs import ArrayFeatures, Subset, row_seeds
+from ._diffusion import PREDICTION_TYPES, NoiseSchedule
+from ._inputs import ArrayFeatures, Subset
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
-from ._training import Checkpoint, TrainConfig, autocast, fit_diffmic
+from ._sampling import Sampler, chain_softmax, fit_temperature
+from ._training import Checkpoint, TrainConfig, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, feature_statistics
 
 __all__ = ["DiffMICClassifier"]
-
-
-def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities of each chain: ``softmax(y_0 / temperature)`` on the last axis."""
-    z = y0 / temperature
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
-
-    ``y0`` has shape (n, n_samples, K): the chains' probabilities are averaged
-    as in ``predict_proba``. Searched on ``log T`` in [-5, 5].
-    """
-    from scipy.optimize import minimize_scalar
-
-    rows = np.arange(len(truth))
-
-    def log_loss(log_t):
-        proba = chain_softmax(y0, np.exp(log_t)).mean(axis=1)
-        return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
-
-    best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
-    return float(np.exp(best.x)) if best.fun <= log_loss(0.0) else 1.0
-
-
-def _chain_seed(row_seed: int, chain: int) -> int:
-    """Seed of reverse chain ``chain`` of a row; chain 0 uses the row's seed."""
-    return (row_seed + chain * 0x9E3779B97F4A7C15) % (1 << 63)
 
 
 class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
@@ -109,6 +80,16 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
         Noise schedule; linear is the paper's (1e-4 to 0.02).
+    prediction_type : {"sample", "epsilon", "v_prediction"}, default="sample"
+        What the denoiser learns to output (diffusers' names). ``"sample"``:
+        the clean label's offset from the prior, ``y_0 - p``, with the output
+        layer initialised to zero, so an untrained denoiser returns the prior
+        exactly and training only has to learn where the prior is wrong.
+        ``"epsilon"``: the noise, as in the paper; an error of the estimate
+        reaches ``y_0`` multiplied by up to ``sqrt((1 - abar_t) / abar_t)``
+        (about 157 at ``t = T``), so an under-trained denoiser undoes a good
+        prior. ``"v_prediction"``: ``sqrt(abar_t) eps - sqrt(1 - abar_t)
+        (y_0 - p)``.
     sampler : {"ddim", "ddpm"}, default="ddim"
         Reverse process used at prediction: ``n_inference_steps`` strided DDIM
         steps, or the full ancestral DDPM chain of ``n_timesteps`` steps. May be
@@ -118,6 +99,12 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     eta : float, default=0.0
         DDIM stochasticity: 0 is the deterministic DDIM map, 1 draws fresh
         noise at every step like DDPM. Ignored for ``"ddpm"``.
+    clip_sample : bool, default=False
+        Clip the ``y_0`` estimate to ``[-clip_sample_range,
+        clip_sample_range]`` at every reverse step (DiffMIC-v2 clips to
+        [-1, 1]). May be changed after fitting.
+    clip_sample_range : float, default=1.0
+        Bound of ``clip_sample``.
     n_samples : int, default=1
         Reverse chains per image at prediction, each from its own noise;
         ``predict_proba`` averages their probabilities. Each image is encoded
@@ -125,12 +112,22 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     mmd_weight : float, default=0.5
         Weight ``lambda`` of the MMD terms of the global and local paths
         (paper: 0.5).
+    focal_weight : float, default=0.0
+        Weigh each row of the diffusion loss by ``1 + focal_weight * (1 -
+        p_true)``, ``p_true`` the fused prior's probability of the true
+        class, so that the rows the prior gets wrong count more (DiffMIC-v2
+        uses 10). 0 weighs rows equally, as the paper does.
     guidance : {"dual", "fused"}, default="dual"
         ``"dual"`` is the paper's objective; ``"fused"`` trains on the fused
         prior only, with no MMD paths (CARD with the DCG prior).
     hidden_dim : int, default=6144
         Width of the denoiser (paper: 6144). Smaller values (512-1024) train
         and predict faster on CPU.
+    denoiser_init : {"scratch", "guidance"}, default="scratch"
+        Start of the denoiser's image encoder. ``"scratch"``: random, as in
+        the paper. ``"guidance"``: a copy of the DCG model's trained global
+        encoder, made when the diffusion stage starts (every layer up to the
+        CAM stage; the deeper ones, used at small image sizes, stay random).
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15
@@ -235,8 +232,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Class means and shared covariance of the feature statistics of the
         denoiser's encoder (per-channel mean and standard deviation of its
         feature maps) on the training rows, with the reference distances of the
-        validation hold-out (of the training rows without one): the
-        typicality test of :meth:`predict_uncertainty`.
+        validation hold-out (without one, of the training rows, each measured
+        by a density fitted on the other rows, 5-fold): the typicality test
+        of :meth:`predict_uncertainty`.
     temperature_ : float
         Temperature of ``predict_proba``'s softmax, fitted on the validation
         hold-out (``validation_fraction``) to minimise its log-loss; 1.0
@@ -301,13 +299,18 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "crop_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
         "beta_schedule": [StrOptions({"linear", "cosine"})],
+        "prediction_type": [StrOptions(set(PREDICTION_TYPES))],
         "sampler": [StrOptions({"ddim", "ddpm"})],
         "n_inference_steps": [Interval(Integral, 1, None, closed="left")],
         "eta": [Interval(Real, 0, None, closed="left")],
+        "clip_sample": ["boolean"],
+        "clip_sample_range": [Interval(Real, 0, None, closed="neither")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "mmd_weight": [Interval(Real, 0, None, closed="left")],
+        "focal_weight": [Interval(Real, 0, None, closed="left")],
         "guidance": [StrOptions({"dual", "fused"})],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "denoiser_init": [StrOptions({"scratch", "guidance"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "guidance_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -340,13 +343,18 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         crop_size=None,
         n_timesteps=1000,
         beta_schedule="linear",
+        prediction_type="sample",
         sampler="ddim",
         n_inference_steps=10,
         eta=0.0,
+        clip_sample=False,
+        clip_sample_range=1.0,
         n_samples=1,
         mmd_weight=0.5,
+        focal_weight=0.0,
         guidance="dual",
         hidden_dim=6144,
+        denoiser_init="scratch",
         max_epochs=100,
         guidance_epochs=15,
         batch_size=32,
@@ -375,13 +383,18 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.crop_size = crop_size
         self.n_timesteps = n_timesteps
         self.beta_schedule = beta_schedule
+        self.prediction_type = prediction_type
         self.sampler = sampler
         self.n_inference_steps = n_inference_steps
         self.eta = eta
+        self.clip_sample = clip_sample
+        self.clip_sample_range = clip_sample_range
         self.n_samples = n_samples
         self.mmd_weight = mmd_weight
+        self.focal_weight = focal_weight
         self.guidance = guidance
         self.hidden_dim = hidden_dim
+        self.denoiser_init = denoiser_init
         self.max_epochs = max_epochs
         self.guidance_epochs = guidance_epochs
         self.batch_size = batch_size
@@ -486,6 +499,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             crop_size=self.crop_size_,
             n_crops=self.n_crops,
             pretrained=False if self.pretrained in (False, None) else self.pretrained,
+            zero_output=self.prediction_type == "sample",
         )
         if previous is not None:
             guidance_model, denoiser = previous["modules"]
@@ -505,6 +519,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             learning_rate=self.learning_rate,
             guidance_learning_rate=self.guidance_learning_rate,
             mmd_weight=self.mmd_weight,
+            prediction_type=self.prediction_type,
+            focal_weight=self.focal_weight,
+            # A warm start continues from the fitted denoiser.
+            denoiser_init="scratch" if previous is not None else self.denoiser_init,
             # One granularity in the tabular mode: the fused path alone.
             guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,
@@ -551,8 +569,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         The feature density is fitted on the training rows; its reference
         distances and the temperature come from the validation hold-out when
-        there is one (else the temperature stays 1 and the training rows are
-        the reference).
+        there is one. Without one the temperature stays 1 and the reference
+        distances are the training rows', each measured by a density fitted
+        without it (k-fold cross-fitting).
         """
         networks = self._inference_networks()
         train_features = self._typicality_features(
@@ -561,14 +580,21 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         density = FeatureDensity.fit(
             train_features, codes[train_rows], len(self.classes_)
         )
-        reference = train_features
         if validate is not None:
             rows, truth = validate.held_out
             y0, reference = self._denoise_rows(
                 rows, device, networks, with_features=True
             )
             self.temperature_ = fit_temperature(y0, truth)
-        density.reference = np.sort(density.distance(reference))
+            distances = density.distance(reference)
+        else:
+            distances = FeatureDensity.cross_fitted_distances(
+                train_features,
+                codes[train_rows],
+                len(self.classes_),
+                seed=self.sampling_seed_ % (2**32),
+            )
+        density.reference = np.sort(distances)
         self.feature_density_ = density
 
     def _warm_start_state(self, classes, data):
@@ -672,26 +698,17 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             )
         return self.guidance_model_, self.denoiser_, None
 
-    def _row_noise(self, seeds, n_samples, n_draws, device):
-        """Standard normal draws ``(B * n_samples, n_draws, K)``, per row seed."""
-        n_classes = len(self.classes_)
-        draws = [
-            torch.randn(
-                n_draws,
-                n_classes,
-                generator=torch.Generator().manual_seed(_chain_seed(s, j)),
-            )
-            for s in seeds
-            for j in range(n_samples)
-        ]
-        return torch.stack(draws).to(device)
-
-    def _n_noise_draws(self):
-        if self.sampler == "ddpm":
-            return self.schedule_.n_timesteps + 1
-        if self.eta > 0:
-            return self._n_head_evaluations() + 1
-        return 1
+    def _sampler(self) -> Sampler:
+        """The reverse process of the current parameters (``set_params`` works
+        after fitting for the sampling ones)."""
+        return Sampler(
+            self.schedule_,
+            sampler=self.sampler,
+            n_steps=self.n_inference_steps,
+            eta=self.eta,
+            prediction_type=self.prediction_type,
+            clip_range=self.clip_sample_range if self.clip_sample else None,
+        )
 
     def _denoise(self, X) -> np.ndarray:
         """Denoised label vectors ``y_0`` of shape (n_images, n_samples, K)."""
@@ -710,50 +727,19 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     ):
         """``y_0`` of shape (n, n_samples, K) for a row source.
 
-        ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
-        once; its ``n_samples`` reverse chains run on the label head as one
-        batch, their noise drawn from the image's own seed. With
-        ``with_features``, returns ``(y0, feature statistics)`` (see
-        :func:`feature_statistics`).
+        ``networks`` is ``(guidance, denoiser, dtype)``; see
+        :meth:`Sampler.denoise`. With ``with_features``, returns ``(y0,
+        feature statistics)``.
         """
-        n_samples = n_samples or self.n_samples
-        n_draws = self._n_noise_draws()
-        guidance_model, denoiser, dtype = networks
-        outputs, statistics = [], []
-        for _, x, raw in self._batches(data, device):
-            seeds = row_seeds(raw, self.sampling_seed_)
-            noise = self._row_noise(seeds, n_samples, n_draws, device)
-            x = x if dtype is None else x.to(dtype)
-            noise = noise if dtype is None else noise.to(dtype)
-            with torch.inference_mode(), autocast(device):
-                prior = guidance_model(x).fused.float().softmax(-1)
-                prior = prior if dtype is None else prior.to(dtype)
-                if with_features:
-                    statistics.append(
-                        feature_statistics(denoiser.encoder, x).cpu().double()
-                    )
-                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
-                prior = prior.repeat_interleave(n_samples, 0)
-
-                def eps_fn(y_t, t, features=features, prior=prior):
-                    eps = denoiser.head(features, y_t, prior, t)
-                    return eps.float() if dtype is None else eps
-
-                y0 = reverse_chain(
-                    self.schedule_,
-                    eps_fn,
-                    prior,
-                    noise,
-                    sampler=self.sampler,
-                    n_steps=self.n_inference_steps,
-                    eta=self.eta,
-                )
-            y0 = y0.view(-1, n_samples, y0.shape[-1])
-            outputs.append(y0.cpu().to(torch.float64))
-        y0 = torch.cat(outputs).numpy()
-        if with_features:
-            return y0, torch.cat(statistics).numpy()
-        return y0
+        return self._sampler().denoise(
+            self._batches(data, device),
+            networks,
+            seed=self.sampling_seed_,
+            n_samples=n_samples or self.n_samples,
+            n_classes=len(self.classes_),
+            device=device,
+            with_features=with_features,
+        )
 
     def _sample_softmax(self, y0):
         """Probabilities of each chain: ``softmax(y_0 / temperature_)``."""
@@ -879,8 +865,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             - ``feature_distance``: Mahalanobis distance of the image's
               feature statistics to the nearest training class mean;
             - ``ood_p_value``: fraction of reference images (the validation
-              hold-out, or the training images when
-              ``validation_fraction`` is None, which makes it stricter) at
+              hold-out; when ``validation_fraction`` is None, the training
+              images, each measured by a density fitted without it) at
               least as far, plus one, over their number plus one;
             - ``confident``: ``p_value < alpha`` and ``ood_p_value > alpha``.
         """
@@ -1017,8 +1003,4 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     def _n_head_evaluations(self):
         """Number of label-head evaluations per image of the current sampler."""
-        return len(
-            sampler_timesteps(
-                self.schedule_.n_timesteps, self.sampler, self.n_inference_steps
-            )
-        )
+        return self._sampler().n_head_evaluations()

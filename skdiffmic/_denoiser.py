@@ -40,7 +40,8 @@ class ConditionalDenoiser(nn.Module):
     vectors) projected to ``hidden_dim`` and batch-normalised. The label path is
     ``concat(y_t, p) -> ConditionalLinear -> BN -> softplus``, multiplied
     elementwise with ``rho(x)``, then two more ``ConditionalLinear -> BN ->
-    softplus`` blocks and a linear layer to ``n_classes``.
+    softplus`` blocks and a linear layer to ``n_classes``. ``zero_output``
+    starts that last layer at zero.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class ConditionalDenoiser(nn.Module):
         n_classes: int,
         hidden_dim: int,
         n_timesteps: int,
+        zero_output: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
@@ -68,13 +70,18 @@ class ConditionalDenoiser(nn.Module):
         self.lin3 = ConditionalLinear(hidden_dim, hidden_dim, n_timesteps)
         self.norm3 = nn.BatchNorm1d(hidden_dim)
         self.out = nn.Linear(hidden_dim, n_classes)
+        if zero_output:
+            # With the "sample" parameterisation the output is y_0 - p: a zero
+            # output layer makes the untrained denoiser return the prior.
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Batch-normalised image features ``(B, hidden_dim)``."""
         return self.feature_norm(self.project(self.encoder(x)))
 
     def head(self, features, y_t, prior, t) -> torch.Tensor:
-        """Noise estimate ``(B, n_classes)`` from precomputed image features."""
+        """Output ``(B, n_classes)``: the noise, ``y_0 - p`` or ``v``."""
         if not torch.is_tensor(t) or t.dim() == 0:
             t = torch.full((y_t.shape[0],), int(t), device=y_t.device, dtype=torch.long)
         h = F.softplus(self.norm1(self.lin1(torch.cat([y_t, prior], dim=-1), t)))

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
 __all__ = [
+    "PREDICTION_TYPES",
     "NoiseSchedule",
     "antithetic_timesteps",
     "inference_timesteps",
@@ -143,13 +146,59 @@ class NoiseSchedule:
         a = self.abar(t, y0)
         return a.sqrt() * y0 + (1 - a.sqrt()) * prior + (1 - a).sqrt() * noise
 
-    def predict_y0(self, y_t, prior, t, eps):
-        """Invert ``q_sample`` for ``y_0`` given a noise estimate."""
+    def target(self, y0, prior, t, noise, prediction_type="epsilon"):
+        """What the denoiser is trained to output for ``y_t = q_sample(...)``.
+
+        ``"epsilon"``: the noise ``eps`` (DDPM, CARD, DiffMIC). ``"sample"``: the
+        clean label's offset from the prior, ``y_0 - p`` (so that an output of
+        zero means "the prior is right"). ``"v_prediction"``: ``v = sqrt(abar_t)
+        eps - sqrt(1 - abar_t) (y_0 - p)`` (Salimans & Ho 2022, on ``z = y - p``).
+        """
+        if prediction_type == "epsilon":
+            return noise
+        if prediction_type == "sample":
+            return y0 - prior
+        if prediction_type == "v_prediction":
+            a = self.abar(t, y0)
+            return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
+        raise ValueError(_unknown_prediction_type(prediction_type))
+
+    def split_output(
+        self, y_t, prior, t, output, prediction_type="epsilon", clip_range=None
+    ):
+        """The estimates ``(y0_hat, eps_hat)`` from the denoiser's ``output``.
+
+        Inverts :meth:`target` with ``z_t = y_t - p = sqrt(abar_t) z_0 +
+        sqrt(1 - abar_t) eps``. With ``clip_range`` ``r``, ``y0_hat`` is clipped
+        to ``[-r, r]`` (diffusers' ``clip_sample``) and ``eps_hat`` recomputed
+        from the clipped estimate, so the next step points at it.
+
+        With ``"epsilon"`` an error in the output reaches ``y0_hat`` multiplied
+        by ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T`` on the
+        linear schedule); with ``"sample"`` it reaches it unscaled, and an
+        output of zero gives ``y0_hat = p`` at every step.
+        """
         a = self.abar(t, y_t)
-        return prior + (y_t - prior - (1 - a).sqrt() * eps) / a.sqrt()
+        z = y_t - prior
+        if prediction_type == "epsilon":
+            eps = output
+            z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
+        elif prediction_type == "sample":
+            z0 = output
+            eps = (z - a.sqrt() * z0) / (1 - a).sqrt()
+        elif prediction_type == "v_prediction":
+            z0 = a.sqrt() * z - (1 - a).sqrt() * output
+            eps = (1 - a).sqrt() * z + a.sqrt() * output
+        else:
+            raise ValueError(_unknown_prediction_type(prediction_type))
+        y0 = prior + z0
+        if clip_range is not None:
+            y0 = y0.clamp(-clip_range, clip_range)
+            eps = (z - a.sqrt() * (y0 - prior)) / (1 - a).sqrt()
+        return y0, eps
 
     # -- reverse steps -----------------------------------------------------------
-    def ddpm_step(self, y_t, prior, t: int, eps, noise=None):
+    def ddpm_step(self, y_t, prior, t: int, y0_hat, noise=None):
         """One ancestral step ``y_t -> y_{t-1}`` of CARD's reverse process.
 
         Posterior mean ``p + c0 (y0_hat - p) + c1 (y_t - p)`` with
@@ -158,7 +207,6 @@ class NoiseSchedule:
         ``beta_tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)``. At ``t = 0``
         the step returns ``y0_hat`` itself (CARD's ``p_sample_t_1to0``).
         """
-        y0_hat = self.predict_y0(y_t, prior, t, eps)
         if t == 0:
             return y0_hat
         a, a_prev = self.abar(t, y_t), self.abar_prev(t, y_t)
@@ -172,46 +220,56 @@ class NoiseSchedule:
         var = beta * (1 - a_prev) / (1 - a)
         return mean + var**0.5 * noise
 
-    def ddim_step(self, y_t, prior, t: int, t_next: int, eps, eta=0.0, noise=None):
+    def ddim_step(
+        self, y_t, prior, t: int, t_next: int, y0_hat, eps_hat, eta=0.0, noise=None
+    ):
         """One DDIM step ``y_t -> y_{t_next}`` (Song et al. 2021, eq. 12).
 
         Taken on ``z = y - p``: ``z_next = sqrt(abar_next) z0_hat +
-        sqrt(1 - abar_next - sigma^2) eps + sigma * noise`` with
+        sqrt(1 - abar_next - sigma^2) eps_hat + sigma * noise`` with
         ``sigma = eta sqrt((1 - abar_next) / (1 - abar_t))
         sqrt(1 - abar_t / abar_next)``. ``t_next = -1`` means the clean data
         (``abar = 1``): the step returns ``y0_hat``.
         """
-        y0_hat = self.predict_y0(y_t, prior, t, eps)
         if t_next < 0:
             return y0_hat
         a = self.abar(t, y_t)
         a_next = self.abar(t_next, y_t)
         sigma = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)) ** 0.5
-        direction = (1 - a_next - sigma**2).clamp(min=0) ** 0.5 * eps
+        direction = (1 - a_next - sigma**2).clamp(min=0) ** 0.5 * eps_hat
         out = prior + a_next**0.5 * (y0_hat - prior) + direction
         if noise is not None and eta > 0:
             out = out + sigma * noise
         return out
 
 
+def _unknown_prediction_type(name) -> str:
+    return (
+        f"Unknown prediction_type {name!r}; expected one of "
+        f"{', '.join(map(repr, PREDICTION_TYPES))}."
+    )
+
+
 def reverse_chain(
     schedule: NoiseSchedule,
-    eps_fn,
+    model_fn,
     prior,
     noise,
     *,
     sampler="ddim",
     n_steps=10,
     eta=0.0,
+    prediction_type="epsilon",
+    clip_range=None,
 ):
     """Run the reverse process from ``y_T ~ N(p, I)`` to ``y_0``.
 
     Parameters
     ----------
     schedule : NoiseSchedule
-    eps_fn : callable ``(y_t, t) -> eps_hat``
-        The noise estimate at integer timestep ``t`` (the denoiser's label head
-        with the image features and prior bound in).
+    model_fn : callable ``(y_t, t) -> output``
+        The denoiser's output at integer timestep ``t`` (its label head with
+        the image features and prior bound in), read as ``prediction_type``.
     prior : torch.Tensor of shape (B, K)
         The chain's mean ``p``.
     noise : torch.Tensor of shape (B, S, K)
@@ -223,6 +281,11 @@ def reverse_chain(
         ancestral chain (``n_steps`` ignored).
     eta : float
         DDIM stochasticity (0: deterministic).
+    prediction_type : {"epsilon", "sample", "v_prediction"}
+        What ``model_fn`` outputs (see :meth:`NoiseSchedule.target`).
+    clip_range : float or None
+        Clip the ``y_0`` estimate of every step to ``[-clip_range,
+        clip_range]``; None does not clip.
 
     Returns
     -------
@@ -234,11 +297,15 @@ def reverse_chain(
         raise ValueError(f"Need {len(steps) + 1} noise draws, got {noise.shape[1]}.")
     y = prior + noise[:, 0]
     for i, t in enumerate(steps):
-        eps = eps_fn(y, t)
+        y0_hat, eps_hat = schedule.split_output(
+            y, prior, t, model_fn(y, t), prediction_type, clip_range
+        )
         if sampler == "ddpm":
-            y = schedule.ddpm_step(y, prior, t, eps, noise=noise[:, i + 1])
+            y = schedule.ddpm_step(y, prior, t, y0_hat, noise=noise[:, i + 1])
         else:
             t_next = steps[i + 1] if i + 1 < len(steps) else -1
             step_noise = noise[:, i + 1] if eta > 0 else None
-            y = schedule.ddim_step(y, prior, t, t_next, eps, eta=eta, noise=step_noise)
+            y = schedule.ddim_step(
+                y, prior, t, t_next, y0_hat, eps_hat, eta=eta, noise=step_noise
+            )
     return y

@@ -16,7 +16,7 @@ from ._backbones import create_pooled_encoder
 from ._denoiser import ConditionalDenoiser
 from ._guidance import DCGModel, GuidanceOutput
 
-__all__ = ["TabularGuidance", "build_networks", "mlp"]
+__all__ = ["TabularGuidance", "build_networks", "init_from_guidance", "mlp"]
 
 TABULAR_WIDTH = 128
 
@@ -60,6 +60,7 @@ def build_networks(
     crop_size: int | None = None,
     n_crops: int = 6,
     pretrained=False,
+    zero_output: bool = False,
 ) -> tuple[nn.Module, ConditionalDenoiser]:
     """The guidance model and the denoiser, initialised from ``seed``.
 
@@ -90,5 +91,28 @@ def build_networks(
             n_classes=n_classes,
             hidden_dim=hidden_dim,
             n_timesteps=n_timesteps,
+            zero_output=zero_output,
         )
     return guidance, denoiser
+
+
+def init_from_guidance(denoiser: ConditionalDenoiser, guidance: nn.Module) -> int:
+    """Copy the guidance model's global encoder into the denoiser's encoder.
+
+    The global encoder is the same timm network cut at the CAM stage, so its
+    tensors carry the names of the full network's: every tensor whose name and
+    shape match is copied (all of the network up to the CAM stage; at 224 px
+    with a ResNet, all of it). Returns the number of tensors copied; 0 for
+    guidance models without a global encoder (the tabular mode).
+    """
+    source = getattr(guidance, "global_encoder", None)
+    if source is None:
+        return 0
+    target = denoiser.encoder.state_dict()
+    copied = {
+        k: v
+        for k, v in source.state_dict().items()
+        if k in target and target[k].shape == v.shape
+    }
+    denoiser.encoder.load_state_dict(copied, strict=False)
+    return len(copied)

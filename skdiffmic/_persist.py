@@ -27,10 +27,10 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit.
-_READABLE = (1, 2)
+_READABLE = (1, 2, 3)
 _ATTRIBUTES = (
     "tabular_",
     "image_shape_",
@@ -148,10 +148,25 @@ def _read(path):
     return document, tensors
 
 
+# The training parameters added in format 3, with the values that formats 1 and
+# 2 (which had no such parameter) were trained with.
+_PAPER_TRAINING = {
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+    "focal_weight": 0.0,
+    "denoiser_init": "scratch",
+}
+
+
 def load_estimator(cls, path):
     """Rebuild a fitted ``cls`` from a file written by :func:`save_estimator`."""
     document, tensors = _read(path)
     params = document["params"]
+    if document["version"] < 3:
+        # Models before format 3 were trained with the paper's parameters,
+        # whose defaults have changed since: the denoiser predicts the noise.
+        for name, value in _PAPER_TRAINING.items():
+            params.setdefault(name, value)
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
     estimator = cls(**params)

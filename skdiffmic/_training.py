@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ._diffusion import NoiseSchedule, antithetic_timesteps
 from ._losses import gaussian_mmd
+from ._networks import init_from_guidance
 
 __all__ = [
     "Batch",
@@ -63,6 +64,13 @@ class TrainConfig:
     compile: bool = False
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
+    prediction_type: str = "epsilon"
+    # Rows of the diffusion loss weigh 1 + focal_weight * (1 - p_true), p_true
+    # the fused prior's probability of the true class (DiffMIC-v2's focal term).
+    focal_weight: float = 0.0
+    # Copy the trained DCG global encoder into the denoiser's encoder when the
+    # diffusion stage starts.
+    denoiser_init: str = "scratch"
     verbose: int = 0
 
 
@@ -195,17 +203,31 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def _weighted_mse(pred, target, labels, class_weight):
-    """MSE over the batch; with ``class_weight``, a weighted mean of the rows.
+def _weighted_mse(pred, target, weights=None):
+    """MSE over the batch; with per-row ``weights``, their weighted mean.
 
-    Rows are weighted by their class's weight, normalised by the sum of the
-    weights (as ``cross_entropy`` does with ``weight``).
+    Normalised by the sum of the weights (as ``cross_entropy`` does with
+    ``weight``).
     """
-    if class_weight is None:
+    if weights is None:
         return F.mse_loss(pred, target)
     per_row = (pred - target).pow(2).mean(-1)
-    weights = class_weight[labels]
     return (weights * per_row).sum() / weights.sum().clamp_min(1e-12)
+
+
+def _row_weights(labels, class_weight, prior, focal_weight):
+    """Per-row weights of the diffusion MSE (None: all equal).
+
+    The class weight of each row's class, times DiffMIC-v2's focal term
+    ``1 + focal_weight * (1 - p_true)``, which weighs up the rows the prior
+    gets wrong.
+    """
+    weights = None if class_weight is None else class_weight[labels]
+    if focal_weight > 0:
+        p_true = prior.gather(1, labels[:, None]).squeeze(1)
+        focal = 1 + focal_weight * (1 - p_true)
+        weights = focal if weights is None else weights * focal
+    return weights
 
 
 def _snapshot(*modules):
@@ -336,6 +358,9 @@ def fit_diffmic(
             if epoch >= n_guidance:
                 sums.update(diffusion_loss=0.0, mse=0.0, mmd=0.0)
             n_batches = 0
+            if epoch == n_guidance and config.denoiser_init == "guidance":
+                init_from_guidance(denoiser, dcg)
+                init_from_guidance(ema.module, dcg)
             for pos, x, _ in iter_batches(
                 images, order, config.batch_size, preprocess, device
             ):
@@ -360,17 +385,25 @@ def fit_diffmic(
                 y0 = eye[target]
                 t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
                 eps = torch.randn(b, n_classes, generator=generator).to(device)
+                weights = _row_weights(
+                    target, class_weight, priors[0], config.focal_weight
+                )
+                kind = config.prediction_type
                 with autocast(device):
                     features = denoiser.encode(x)
                     y_t = schedule.q_sample(y0, priors[0], t, eps)
-                    eps_fused = denoiser.head(features, y_t, priors[0], t)
-                    mse = _weighted_mse(eps_fused.float(), eps, target, class_weight)
+                    out = denoiser.head(features, y_t, priors[0], t).float()
+                    goal = schedule.target(y0, priors[0], t, eps, kind)
+                    mse = _weighted_mse(out, goal, weights)
                     mmd = torch.zeros((), device=device)
                     if dual:
+                        # The global and local paths share the noise draw; MMD
+                        # compares the distributions of output and target.
                         for prior in priors[1:]:
                             y_t_path = schedule.q_sample(y0, prior, t, eps)
-                            eps_path = denoiser.head(features, y_t_path, prior, t)
-                            mmd = mmd + gaussian_mmd(eps, eps_path.float())
+                            out_path = denoiser.head(features, y_t_path, prior, t)
+                            goal = schedule.target(y0, prior, t, eps, kind)
+                            mmd = mmd + gaussian_mmd(goal, out_path.float())
                     loss = mse + config.mmd_weight * mmd
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

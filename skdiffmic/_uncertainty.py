@@ -61,8 +61,9 @@ class FeatureDensity:
     precision : ndarray of shape (n_features, n_features)
         Inverse of the shared (Ledoit-Wolf shrunk) within-class covariance.
     reference : ndarray of shape (n_reference,)
-        Sorted distances of the reference images (the validation hold-out, or
-        the training images without one).
+        Sorted distances of the reference images: the validation hold-out, or
+        without one the training images, each measured by a density fitted
+        without it (:meth:`cross_fitted_distances`).
     """
 
     def __init__(self, means, precision, reference):
@@ -86,6 +87,37 @@ class FeatureDensity:
                 centred[rows] = features[rows] - means[k]
         covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
         return cls(means, np.linalg.pinv(covariance, hermitian=True), np.zeros(0))
+
+    @classmethod
+    def cross_fitted_distances(cls, features, codes, n_classes, n_folds=5, seed=0):
+        """Distance of every row under a density fitted without it (k-fold).
+
+        The reference distances of the typicality test when there is no
+        validation hold-out. In-sample distances are far too small: with
+        thousands of feature dimensions and hundreds of rows the fitted
+        covariance hugs its own rows, and every new image would look atypical.
+        Each fold's rows are measured against a density fitted on the other
+        folds (stratified), so they stand for unseen images.
+        """
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        features = np.asarray(features, dtype=np.float64)
+        codes = np.asarray(codes)
+        if len(features) < 2:
+            return cls.fit(features, codes, n_classes).distance(features)
+        counts = np.bincount(codes, minlength=n_classes)
+        smallest = int(counts[counts > 0].min())
+        if smallest >= 2:
+            folds = StratifiedKFold(
+                min(n_folds, smallest), shuffle=True, random_state=seed
+            )
+        else:  # a class with one image: plain folds (it is then left out once)
+            folds = KFold(min(n_folds, len(features)), shuffle=True, random_state=seed)
+        out = np.empty(len(features))
+        for fit_rows, held_out in folds.split(features, codes):
+            density = cls.fit(features[fit_rows], codes[fit_rows], n_classes)
+            out[held_out] = density.distance(features[held_out])
+        return out
 
     def distance(self, features):
         """Mahalanobis distance of each row to its nearest class mean."""

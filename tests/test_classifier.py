@@ -168,6 +168,14 @@ def test_invalid_parameters_are_named():
         DiffMICClassifier(sampler="euler").fit(X, y)
     with pytest.raises(InvalidParameterError, match="mmd_weight"):
         DiffMICClassifier(mmd_weight=-1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="prediction_type"):
+        DiffMICClassifier(prediction_type="score").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="clip_sample_range"):
+        DiffMICClassifier(clip_sample_range=0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="focal_weight"):
+        DiffMICClassifier(focal_weight=-1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="denoiser_init"):
+        DiffMICClassifier(denoiser_init="imagenet").fit(X, y)
     with pytest.raises(ValueError, match="Unknown timm backbone"):
         tiny(backbone="no_such_net").fit(X, y)
     with pytest.raises(FileNotFoundError, match="weights file"):
@@ -232,16 +240,19 @@ def test_class_weight_weighs_the_guidance_loss_as_expected(monkeypatch):
 
 
 def test_weighted_mse_is_a_class_weighted_mean():
-    from skdiffmic._training import _weighted_mse
+    from skdiffmic._training import _row_weights, _weighted_mse
 
     pred, target = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [0, 0]])
     labels = torch.tensor([0, 1, 1])
-    weights = torch.tensor([3.0, 1.0])
+    prior = torch.tensor([[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
+    weights = _row_weights(labels, torch.tensor([3.0, 1.0]), prior, 0.0)
     expected = (3 * 1.0 + 1 * 4.0 + 1 * 0.0) / 5
-    assert _weighted_mse(pred, target, labels, weights).item() == pytest.approx(
-        expected
-    )
-    assert _weighted_mse(pred, target, labels, None).item() == pytest.approx(5 / 3)
+    assert _weighted_mse(pred, target, weights).item() == pytest.approx(expected)
+    assert _weighted_mse(pred, target, None).item() == pytest.approx(5 / 3)
+    # The focal term 1 + w (1 - p_true): 1, 1 + 10 * 0.5, 1 + 10 * 1.
+    focal = _row_weights(labels, None, prior, 10.0)
+    np.testing.assert_allclose(focal.numpy(), [1.0, 6.0, 11.0])
+    assert _row_weights(labels, None, prior, 0.0) is None
 
 
 def test_many_chains_per_image(images, fitted):
@@ -279,3 +290,62 @@ def test_stochastic_ddim_and_ddpm_chains(images, fitted):
             np.testing.assert_array_equal(samples, fitted.sample_proba(X[:3], 4))
     finally:
         fitted.set_params(eta=0.0, sampler="ddim")
+
+
+def test_an_untrained_sample_head_returns_the_prior_exactly(images, fitted):
+    # The "sample" head outputs y_0 - p and starts at zero: until it has
+    # learnt something, every reverse chain ends at the prior.
+    X, _ = images
+    assert fitted.prediction_type == "sample"
+    fresh = DiffMICClassifier(**{**fitted.get_params(), "max_epochs": 1})
+    fresh.fit(X, fitted.classes_[np.arange(len(X)) % 3])
+    torch.nn.init.zeros_(fresh.denoiser_.out.weight)
+    torch.nn.init.zeros_(fresh.denoiser_.out.bias)
+    prior = fresh.predict_prior_proba(X)
+    for settings in ({}, {"eta": 1.0, "n_samples": 3}, {"sampler": "ddpm"}):
+        fresh.set_params(**settings)
+        y0 = fresh._denoise(X)
+        np.testing.assert_allclose(
+            y0, np.repeat(prior[:, None], y0.shape[1], 1), atol=1e-5
+        )
+        np.testing.assert_array_equal(fresh.predict(X), fresh.classes_[prior.argmax(1)])
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_every_prediction_type_fits_and_predicts(images, kind):
+    X, y = images
+    clf = tiny(
+        prediction_type=kind,
+        max_epochs=1,
+        denoiser_init="guidance",
+        focal_weight=10.0,
+        clip_sample=True,
+    ).fit(X, y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert np.isfinite(clf.history_[-1]["diffusion_loss"])
+
+
+def test_denoiser_init_copies_the_trained_global_encoder(images, monkeypatch):
+    # "guidance": at the first diffusion epoch the denoiser's encoder holds the
+    # DCG global encoder's weights (the raw weights, before the step updates).
+    import skdiffmic._training as training
+
+    copies = []
+    original = training.init_from_guidance
+
+    def spy(denoiser, guidance):
+        n = original(denoiser, guidance)
+        source = guidance.global_encoder.state_dict()
+        target = denoiser.encoder.state_dict()
+        copies.append((n, all(torch.equal(source[k], target[k]) for k in source)))
+        return n
+
+    monkeypatch.setattr(training, "init_from_guidance", spy)
+    X, y = images
+    tiny(denoiser_init="guidance", max_epochs=2).fit(X, y)
+    assert len(copies) == 2  # the trained denoiser and its moving average
+    assert all(n > 0 and same for n, same in copies)
+    copies.clear()
+    tiny(max_epochs=2).fit(X, y)
+    assert copies == []

@@ -65,11 +65,68 @@ def test_chain_starts_at_the_prior(schedule):
     np.testing.assert_allclose(y_t.numpy(), (prior + eps).numpy(), atol=0.02)
 
 
-def test_predict_y0_inverts_q_sample(schedule):
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_split_output_inverts_the_training_target(schedule, kind):
+    # Fed its exact training target, each parameterisation gives back y_0 and
+    # the noise that made y_t.
     y0, prior, eps = _tensors()
-    t = torch.tensor([3, 30, 300, 600, 900])
+    t = torch.tensor([3, 30, 300, 600, 999])
     y_t = schedule.q_sample(y0, prior, t, eps)
-    np.testing.assert_allclose(schedule.predict_y0(y_t, prior, t, eps), y0, atol=1e-9)
+    target = schedule.target(y0, prior, t, eps, kind)
+    y0_hat, eps_hat = schedule.split_output(y_t, prior, t, target, kind)
+    np.testing.assert_allclose(y0_hat, y0, atol=1e-9)
+    np.testing.assert_allclose(eps_hat, eps, atol=1e-9)
+
+
+def test_sample_prediction_of_zero_returns_the_prior_through_the_chain(schedule):
+    # "sample" outputs y_0 - p: an untrained (zero) head reproduces the prior.
+    _, prior, _ = _tensors(b=6, k=4)
+    noise = torch.randn(6, 12, 4, generator=torch.Generator().manual_seed(3))
+    noise = noise.double()
+    for kwargs in ({}, {"eta": 1.0}, {"n_steps": 3}):
+        out = reverse_chain(
+            schedule,
+            lambda y, t: torch.zeros_like(y),
+            prior,
+            noise,
+            prediction_type="sample",
+            **kwargs,
+        )
+        np.testing.assert_allclose(out.numpy(), prior.numpy(), atol=1e-9)
+
+
+def test_epsilon_error_is_amplified_at_the_start_of_the_chain(schedule):
+    # The motivation for "sample": the same output error of 0.1 moves y0_hat by
+    # 0.1 * sqrt((1 - abar_T) / abar_T) ~ 16 under "epsilon", by 0.1 under "sample".
+    y0, prior, eps = _tensors()
+    t = 999
+    y_t = schedule.q_sample(y0, prior, torch.full((5,), t), eps)
+    for kind, scale in [("epsilon", 100.0), ("sample", 1.0)]:
+        target = schedule.target(y0, prior, t, eps, kind)
+        y0_hat, _ = schedule.split_output(y_t, prior, t, target + 0.1, kind)
+        error = (y0_hat - y0).abs().max().item()
+        assert (error > 10) if kind == "epsilon" else error == pytest.approx(0.1)
+
+
+def test_clip_range_bounds_y0_and_recomputes_the_noise(schedule):
+    y0, prior, eps = _tensors()
+    t = torch.full((5,), 500)
+    y_t = schedule.q_sample(y0, prior, t, eps)
+    y0_hat, eps_hat = schedule.split_output(
+        y_t, prior, t, torch.full_like(y0, 5.0), "sample", clip_range=1.0
+    )
+    assert y0_hat.abs().max() <= 1.0
+    a = schedule.alphas_cumprod[500]
+    rebuilt = a.sqrt() * y0_hat + (1 - a.sqrt()) * prior + (1 - a).sqrt() * eps_hat
+    np.testing.assert_allclose(rebuilt, y_t, atol=1e-9)
+
+
+def test_unknown_prediction_type_is_refused(schedule):
+    y0, prior, eps = _tensors()
+    with pytest.raises(ValueError, match="Unknown prediction_type"):
+        schedule.target(y0, prior, 3, eps, "score")
+    with pytest.raises(ValueError, match="Unknown prediction_type"):
+        schedule.split_output(y0, prior, 3, eps, "score")
 
 
 @pytest.mark.parametrize("n_steps", [1, 10, 50])
@@ -96,7 +153,7 @@ def test_ddpm_posterior_mean_matches_card_coefficients(schedule):
     g1 = (1 - a_prev) * alpha.sqrt() / (1 - a)
     g2 = 1 + (a.sqrt() - 1) * (alpha.sqrt() + a_prev.sqrt()) / (1 - a)
     expected = g0 * y0 + g1 * y_t + g2 * prior
-    got = schedule.ddpm_step(y_t, prior, t, eps, noise=None)
+    got = schedule.ddpm_step(y_t, prior, t, y0, noise=None)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-10)
 
 
@@ -110,8 +167,11 @@ def test_ddim_with_eta_one_and_unit_stride_is_ddpm(schedule, t):
     noise = torch.randn(
         5, 3, generator=torch.Generator().manual_seed(1), dtype=y_t.dtype
     )
-    ddpm = schedule.ddpm_step(y_t, prior, t, eps_hat, noise=noise)
-    ddim = schedule.ddim_step(y_t, prior, t, t - 1, eps_hat, eta=1.0, noise=noise)
+    y0_hat, eps_hat = schedule.split_output(y_t, prior, t, eps_hat)
+    ddpm = schedule.ddpm_step(y_t, prior, t, y0_hat, noise=noise)
+    ddim = schedule.ddim_step(
+        y_t, prior, t, t - 1, y0_hat, eps_hat, eta=1.0, noise=noise
+    )
     np.testing.assert_allclose(ddim.numpy(), ddpm.numpy(), atol=1e-10)
 
 

@@ -119,3 +119,32 @@ def test_class_weight_dict_keeps_its_label_types(tmp_path):
         0: 2.0,
         1: 0.5,
     }
+
+
+def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
+    # Format 2 had no prediction_type (its models predicted the noise): its
+    # files load as epsilon models and predict as they did when saved.
+    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    clf = tiny(prediction_type="epsilon").fit(X, y)
+    path = tmp_path / "m.safetensors"
+    clf.save(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["skdiffmic"])
+    for name in (
+        "prediction_type",
+        "clip_sample",
+        "focal_weight",
+        "denoiser_init",
+        "clip_sample_range",
+    ):
+        del document["params"][name]
+    document["version"] = 2
+    save_file(
+        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
+    )
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.prediction_type == "epsilon" and loaded.clip_sample is False
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

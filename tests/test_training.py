@@ -200,7 +200,7 @@ def test_compile_trains_the_same_model_shape_and_leaves_plain_modules():
 
 
 def test_fit_temperature_minimises_the_log_loss():
-    from skdiffmic._classifier import fit_temperature
+    from skdiffmic._sampling import fit_temperature
 
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, 200)

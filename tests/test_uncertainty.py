@@ -113,21 +113,29 @@ def test_feature_density_survives_save_and_load(lesion_model, tmp_path):
     )
 
 
-def test_without_validation_the_training_rows_are_the_reference(images, fitted):
-    X, _ = images
+def test_without_validation_the_reference_is_cross_fitted(images, fitted):
+    # No hold-out: the reference distances are the training rows', each under
+    # a density fitted without it, not the (far too small) in-sample ones.
+    X, y = images
     density = fitted.feature_density_
     assert len(density.reference) == len(X)
-    np.testing.assert_allclose(
-        density.reference,
-        np.sort(
-            density.distance(
-                fitted._typicality_features(
-                    *fitted._prepare(X), fitted._inference_networks()
-                )
-            )
-        ),
-        rtol=1e-6,
+    features = fitted._typicality_features(
+        *fitted._prepare(X), fitted._inference_networks()
     )
+    codes = np.searchsorted(fitted.classes_, y)
+    crossed = FeatureDensity.cross_fitted_distances(
+        features, codes, 3, seed=fitted.sampling_seed_ % (2**32)
+    )
+    np.testing.assert_allclose(density.reference, np.sort(crossed), rtol=1e-6)
+    in_sample = density.distance(features)
+    assert np.median(crossed) > np.median(in_sample)
+
+
+def test_cross_fitting_copes_with_a_class_of_one_image():
+    features = np.random.default_rng(0).normal(size=(6, 3))
+    codes = np.array([0, 0, 0, 0, 0, 1])
+    out = FeatureDensity.cross_fitted_distances(features, codes, 2)
+    assert out.shape == (6,) and np.all(np.isfinite(out))
 
 
 def test_paired_t_test_matches_scipy_and_handles_constant_differences():

@@ -1,0 +1,169 @@
+"""Prediction: per-row noise, the reverse chains over batches, chain probabilities.
+
+The estimator encodes every image once and runs its ``n_samples`` reverse
+chains on the denoiser's label head as one batch. Each row's noise is drawn
+from a seed made of the estimator's sampling seed and the row's own values
+(:func:`skdiffmic._inputs.row_seeds`), so that a prediction does not depend on
+the batch a row comes in nor on the order of the rows. A chain's ``y_0`` becomes
+probabilities through ``softmax(y_0 / T)``, with ``T`` fitted on held-out rows
+(:func:`fit_temperature`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
+from ._inputs import row_seeds
+from ._training import autocast
+from ._uncertainty import feature_statistics
+
+__all__ = ["Sampler", "chain_seed", "chain_softmax", "fit_temperature", "row_noise"]
+
+
+def chain_seed(row_seed: int, chain: int) -> int:
+    """Seed of reverse chain ``chain`` of a row; chain 0 uses the row's seed."""
+    return (row_seed + chain * 0x9E3779B97F4A7C15) % (1 << 63)
+
+
+def row_noise(seeds, n_samples: int, n_draws: int, n_classes: int, device):
+    """Standard normal draws ``(len(seeds) * n_samples, n_draws, n_classes)``.
+
+    Chain ``j`` of the row with seed ``s`` draws from ``chain_seed(s, j)``.
+    """
+    draws = [
+        torch.randn(
+            n_draws,
+            n_classes,
+            generator=torch.Generator().manual_seed(chain_seed(s, j)),
+        )
+        for s in seeds
+        for j in range(n_samples)
+    ]
+    return torch.stack(draws).to(device)
+
+
+def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities of each chain: ``softmax(y_0 / temperature)`` on the last axis."""
+    z = y0 / temperature
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
+
+    ``y0`` has shape (n, n_samples, K): the chains' probabilities are averaged
+    as in ``predict_proba``. Searched on ``log T`` in [-5, 5].
+    """
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(truth))
+
+    def log_loss(log_t):
+        proba = chain_softmax(y0, np.exp(log_t)).mean(axis=1)
+        return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
+
+    best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
+    return float(np.exp(best.x)) if best.fun <= log_loss(0.0) else 1.0
+
+
+@dataclass
+class Sampler:
+    """The reverse process used at prediction, from the estimator's settings.
+
+    Parameters
+    ----------
+    schedule : NoiseSchedule
+    sampler : {"ddim", "ddpm"}
+    n_steps : int
+        DDIM steps (ignored for DDPM).
+    eta : float
+        DDIM stochasticity.
+    prediction_type : {"epsilon", "sample", "v_prediction"}
+        What the denoiser outputs.
+    clip_range : float or None
+        Clip of the ``y_0`` estimate at every step (None: no clipping).
+    """
+
+    schedule: NoiseSchedule
+    sampler: str = "ddim"
+    n_steps: int = 10
+    eta: float = 0.0
+    prediction_type: str = "epsilon"
+    clip_range: float | None = None
+
+    def n_head_evaluations(self) -> int:
+        """Label-head evaluations per chain."""
+        return len(
+            sampler_timesteps(self.schedule.n_timesteps, self.sampler, self.n_steps)
+        )
+
+    def n_noise_draws(self) -> int:
+        """Noise vectors per chain: the start, plus one per stochastic step."""
+        if self.sampler == "ddpm":
+            return self.schedule.n_timesteps + 1
+        if self.eta > 0:
+            return self.n_head_evaluations() + 1
+        return 1
+
+    def denoise(
+        self,
+        batches,
+        networks,
+        *,
+        seed: int,
+        n_samples: int,
+        n_classes: int,
+        device,
+        with_features: bool = False,
+    ):
+        """``y_0`` of shape (n, n_samples, K) for the rows of ``batches``.
+
+        ``batches`` yields ``(positions, network input, raw rows)``;
+        ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
+        once; its chains run on the label head as one batch, their noise drawn
+        from the row's own seed. With ``with_features``, returns ``(y0,
+        feature statistics of the denoiser's encoder)``.
+        """
+        guidance_model, denoiser, dtype = networks
+        n_draws = self.n_noise_draws()
+        outputs, statistics = [], []
+        for _, x, raw in batches:
+            seeds = row_seeds(raw, seed)
+            noise = row_noise(seeds, n_samples, n_draws, n_classes, device)
+            x = x if dtype is None else x.to(dtype)
+            noise = noise if dtype is None else noise.to(dtype)
+            with torch.inference_mode(), autocast(device):
+                prior = guidance_model(x).fused.float().softmax(-1)
+                prior = prior if dtype is None else prior.to(dtype)
+                if with_features:
+                    statistics.append(
+                        feature_statistics(denoiser.encoder, x).cpu().double()
+                    )
+                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
+                prior = prior.repeat_interleave(n_samples, 0)
+
+                def model_fn(y_t, t, features=features, prior=prior):
+                    out = denoiser.head(features, y_t, prior, t)
+                    return out.float() if dtype is None else out
+
+                y0 = reverse_chain(
+                    self.schedule,
+                    model_fn,
+                    prior,
+                    noise,
+                    sampler=self.sampler,
+                    n_steps=self.n_steps,
+                    eta=self.eta,
+                    prediction_type=self.prediction_type,
+                    clip_range=self.clip_range,
+                )
+            outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
+        y0 = torch.cat(outputs).numpy()
+        if with_features:
+            return y0, torch.cat(statistics).numpy()
+        return y0
