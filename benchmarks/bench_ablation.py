@@ -77,6 +77,7 @@ CONFIGS = {
     "epsilon+focal": {**PAPER, "focal_weight": 10.0},
     "epsilon+no_mmd": {**PAPER, "mmd_weight": 0.0},
     "epsilon+7/7": {**PAPER, "epochs_split": (7, 7)},
+    "epsilon+0/14": {**PAPER, "epochs_split": (0, 14)},
 }
 # Prediction settings, applied to every fit with set_params (no refit). The
 # settings with several chains are scored with three ways of combining them:

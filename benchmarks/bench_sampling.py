@@ -48,6 +48,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--hidden-dim", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--prediction-type",
+        default="epsilon",
+        choices=["epsilon", "sample", "v_prediction"],
+        help="the denoiser's target (the tables in docs/benchmarks.md: epsilon)",
+    )
     args = parser.parse_args()
 
     X, y = load(args.dataset, args.n_images, args.image_size, args.seed)
@@ -69,6 +75,7 @@ def main() -> None:
                 guidance_epochs=args.guidance_epochs,
                 max_epochs=epochs,
                 ema_decay=decay,
+                prediction_type=args.prediction_type,
                 random_state=args.seed,
             )
             start = time.perf_counter()

@@ -141,6 +141,12 @@ def main(argv=None) -> None:
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--n-noise", type=int, default=100)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument(
+        "--prediction-type",
+        default="sample",
+        choices=["sample", "epsilon", "v_prediction"],
+        help="the denoiser's target (the estimator's default: sample)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="uncertainty_results")
     args = parser.parse_args(argv)
@@ -166,6 +172,7 @@ def main(argv=None) -> None:
         n_samples=args.n_samples,
         eta=args.eta,
         validation_fraction=args.validation_fraction,
+        prediction_type=args.prediction_type,
         random_state=args.seed,
     )
     start = time.perf_counter()

@@ -84,12 +84,14 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         What the denoiser learns to output (diffusers' names). ``"sample"``:
         the clean label's offset from the prior, ``y_0 - p``, with the output
         layer initialised to zero, so an untrained denoiser returns the prior
-        exactly and training only has to learn where the prior is wrong.
-        ``"epsilon"``: the noise, as in the paper; an error of the estimate
-        reaches ``y_0`` multiplied by up to ``sqrt((1 - abar_t) / abar_t)``
-        (about 157 at ``t = T``), so an under-trained denoiser undoes a good
-        prior. ``"v_prediction"``: ``sqrt(abar_t) eps - sqrt(1 - abar_t)
-        (y_0 - p)``.
+        exactly and training learns where the prior is wrong; one
+        deterministic chain is enough. ``"epsilon"``: the noise, as in the
+        paper. An error of its estimate reaches ``y_0`` multiplied by up to
+        ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T``), so each
+        chain's ``y_0`` is a noisy, nearly one-hot vote; use it with many
+        stochastic chains (``n_samples=64, eta=1``). ``"v_prediction"``:
+        ``sqrt(abar_t) eps - sqrt(1 - abar_t) (y_0 - p)``. See the ablation
+        in the benchmarks page for how each fares.
     sampler : {"ddim", "ddpm"}, default="ddim"
         Reverse process used at prediction: ``n_inference_steps`` strided DDIM
         steps, or the full ancestral DDPM chain of ``n_timesteps`` steps. May be
@@ -98,7 +100,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Number of DDIM steps (as in DiffMIC-v2). Ignored for ``"ddpm"``.
     eta : float, default=0.0
         DDIM stochasticity: 0 is the deterministic DDIM map, 1 draws fresh
-        noise at every step like DDPM. Ignored for ``"ddpm"``.
+        noise at every step like DDPM (with ``"epsilon"``, several chains at
+        ``eta=1`` were the most robust in the ablation). Ignored for
+        ``"ddpm"``.
     clip_sample : bool, default=False
         Clip the ``y_0`` estimate to ``[-clip_sample_range,
         clip_sample_range]`` at every reverse step (DiffMIC-v2 clips to
@@ -107,8 +111,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Bound of ``clip_sample``.
     n_samples : int, default=1
         Reverse chains per image at prediction, each from its own noise;
-        ``predict_proba`` averages their probabilities. Each image is encoded
-        once, whatever ``n_samples`` (the chains run on the label head).
+        ``predict_proba`` averages their probabilities.
+        Each image is encoded once, whatever ``n_samples``: the chains run
+        on the label head, whose cost grows with ``n_samples *
+        n_inference_steps * hidden_dim**2``.
     mmd_weight : float, default=0.5
         Weight ``lambda`` of the MMD terms of the global and local paths
         (paper: 0.5).
@@ -123,11 +129,13 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     hidden_dim : int, default=6144
         Width of the denoiser (paper: 6144). Smaller values (512-1024) train
         and predict faster on CPU.
-    denoiser_init : {"scratch", "guidance"}, default="scratch"
-        Start of the denoiser's image encoder. ``"scratch"``: random, as in
-        the paper. ``"guidance"``: a copy of the DCG model's trained global
-        encoder, made when the diffusion stage starts (every layer up to the
-        CAM stage; the deeper ones, used at small image sizes, stay random).
+    denoiser_init : {"guidance", "scratch"}, default="guidance"
+        Start of the denoiser's image encoder. ``"guidance"``: a copy of the
+        DCG model's trained global encoder, made when the diffusion stage
+        starts (every layer up to the CAM stage; the deeper ones, used at
+        small image sizes, stay random). ``"scratch"``: random, as in the
+        paper. Ignored by ``warm_start`` (training continues from the fitted
+        denoiser) and in the tabular mode.
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15
@@ -354,7 +362,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         focal_weight=0.0,
         guidance="dual",
         hidden_dim=6144,
-        denoiser_init="scratch",
+        denoiser_init="guidance",
         max_epochs=100,
         guidance_epochs=15,
         batch_size=32,

@@ -58,11 +58,15 @@ class ConditionalDenoiser(nn.Module):
         self.encoder = encoder
         self.project = nn.Linear(feat_dim, hidden_dim)
         self.feature_norm = nn.BatchNorm1d(hidden_dim)
-        # Start the Hadamard fusion as the identity (features = 1): the label
-        # path first learns the image-independent part of the noise estimate,
-        # the image modulation grows from zero (as adaLN-Zero does in DiT).
-        nn.init.zeros_(self.feature_norm.weight)
-        nn.init.ones_(self.feature_norm.bias)
+        if not zero_output:
+            # Start the Hadamard fusion as the identity (features = 1): the
+            # label path first learns the image-independent part of the noise
+            # estimate, the image modulation grows from zero (as adaLN-Zero
+            # does in DiT). Not with a zero output layer: the encoder's
+            # gradient would then be a product of two zero-initialised
+            # factors, and it would barely learn.
+            nn.init.zeros_(self.feature_norm.weight)
+            nn.init.ones_(self.feature_norm.bias)
         self.lin1 = ConditionalLinear(2 * n_classes, hidden_dim, n_timesteps)
         self.norm1 = nn.BatchNorm1d(hidden_dim)
         self.lin2 = ConditionalLinear(hidden_dim, hidden_dim, n_timesteps)

@@ -267,42 +267,48 @@ def test_many_chains_per_image(images, fitted):
     )
     # The chains differ (they start from different noise) ...
     assert np.ptp(samples, axis=1).max() > 0
-    # ... and the first chain is the single-chain prediction.
-    np.testing.assert_allclose(samples[:, 0], fitted.predict_proba(X[:5]), atol=1e-6)
-    several = fitted.set_params(n_samples=7)
+    default = fitted.n_samples
     try:
+        # ... the first chain is the single-chain prediction ...
+        one = fitted.set_params(n_samples=1).predict_proba(X[:5])
+        np.testing.assert_allclose(samples[:, 0], one, atol=1e-6)
+        # ... and predict_proba averages the chains.
+        several = fitted.set_params(n_samples=7)
         proba = several.predict_proba(X[:5])
         np.testing.assert_allclose(proba, samples.mean(1), atol=1e-6)
         np.testing.assert_array_equal(
             several.predict(X[:5]), fitted.classes_[proba.argmax(1)]
         )
     finally:
-        fitted.set_params(n_samples=1)
+        fitted.set_params(n_samples=default)
 
 
-def test_stochastic_ddim_and_ddpm_chains(images, fitted):
+def test_stochastic_and_deterministic_ddim_and_ddpm_chains(images, fitted):
     X, _ = images
+    saved = {k: fitted.get_params()[k] for k in ("eta", "sampler")}
     try:
-        for params in ({"eta": 1.0}, {"sampler": "ddpm"}):
+        for params in ({"eta": 1.0}, {"eta": 0.0}, {"sampler": "ddpm"}):
             fitted.set_params(**params)
             samples = fitted.sample_proba(X[:3], n_samples=4)
             assert samples.shape == (3, 4, 3)
             np.testing.assert_array_equal(samples, fitted.sample_proba(X[:3], 4))
     finally:
-        fitted.set_params(eta=0.0, sampler="ddim")
+        fitted.set_params(**saved)
 
 
-def test_an_untrained_sample_head_returns_the_prior_exactly(images, fitted):
+def test_an_untrained_sample_head_returns_the_prior_exactly(images):
     # The "sample" head outputs y_0 - p and starts at zero: until it has
     # learnt something, every reverse chain ends at the prior.
-    X, _ = images
-    assert fitted.prediction_type == "sample"
-    fresh = DiffMICClassifier(**{**fitted.get_params(), "max_epochs": 1})
-    fresh.fit(X, fitted.classes_[np.arange(len(X)) % 3])
+    X, y = images
+    fresh = tiny(prediction_type="sample", max_epochs=1).fit(X, y)
     torch.nn.init.zeros_(fresh.denoiser_.out.weight)
     torch.nn.init.zeros_(fresh.denoiser_.out.bias)
     prior = fresh.predict_prior_proba(X)
-    for settings in ({}, {"eta": 1.0, "n_samples": 3}, {"sampler": "ddpm"}):
+    for settings in (
+        {"n_samples": 1, "eta": 0.0},
+        {"eta": 1.0, "n_samples": 3},
+        {"sampler": "ddpm", "n_samples": 1},
+    ):
         fresh.set_params(**settings)
         y0 = fresh._denoise(X)
         np.testing.assert_allclose(
@@ -347,5 +353,5 @@ def test_denoiser_init_copies_the_trained_global_encoder(images, monkeypatch):
     assert len(copies) == 2  # the trained denoiser and its moving average
     assert all(n > 0 and same for n, same in copies)
     copies.clear()
-    tiny(max_epochs=2).fit(X, y)
+    tiny(denoiser_init="scratch", max_epochs=2).fit(X, y)
     assert copies == []
