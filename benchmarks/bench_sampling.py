@@ -76,6 +76,7 @@ def main() -> None:
                 max_epochs=epochs,
                 ema_decay=decay,
                 prediction_type=args.prediction_type,
+                denoiser_init="scratch",  # as when the tables were measured
                 random_state=args.seed,
             )
             start = time.perf_counter()

@@ -138,7 +138,12 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-samples", type=int, default=32)
     parser.add_argument("--eta", type=float, default=1.0)
-    parser.add_argument("--validation-fraction", type=float, default=0.15)
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.15,
+        help="DiffMIC's hold-out; 0 for none (the estimator's default)",
+    )
     parser.add_argument("--n-noise", type=int, default=100)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
@@ -171,7 +176,8 @@ def main(argv=None) -> None:
         batch_size=args.batch_size,
         n_samples=args.n_samples,
         eta=args.eta,
-        validation_fraction=args.validation_fraction,
+        # 0: no hold-out, the estimator's default.
+        validation_fraction=args.validation_fraction or None,
         prediction_type=args.prediction_type,
         random_state=args.seed,
     )

@@ -91,9 +91,8 @@ print(
 )
 
 # %%
-# After 5 diffusion epochs the denoiser has barely trained: its noise
-# estimate undoes the guidance prior, and the pipeline scores near or below
-# chance. A few more epochs change that, which is why training length is
-# worth searching. The two accuracies printed above compare the refitted
-# model's diffusion with its own guidance prior: at such short training the
-# prior can still be the better of the two.
+# After 5 diffusion epochs the denoiser has barely trained and stays close
+# to its guidance prior (it predicts the label's offset from the prior and
+# starts at zero). A few more epochs let it correct the prior, which is why
+# training length is worth searching. The two accuracies printed above
+# compare the refitted model's diffusion with its own guidance prior.
