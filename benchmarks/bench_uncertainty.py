@@ -152,6 +152,12 @@ def main(argv=None) -> None:
         choices=["sample", "epsilon", "v_prediction"],
         help="the denoiser's target (the estimator's default: sample)",
     )
+    parser.add_argument(
+        "--denoiser-init",
+        default="guidance",
+        choices=["guidance", "scratch"],
+        help="the denoiser encoder's start (the estimator's default: guidance)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="uncertainty_results")
     args = parser.parse_args(argv)
@@ -179,6 +185,7 @@ def main(argv=None) -> None:
         # 0: no hold-out, the estimator's default.
         validation_fraction=args.validation_fraction or None,
         prediction_type=args.prediction_type,
+        denoiser_init=args.denoiser_init,
         random_state=args.seed,
     )
     start = time.perf_counter()
