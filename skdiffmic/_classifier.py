@@ -213,6 +213,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Class labels, in the order of ``predict_proba``'s columns.
     tabular_ : bool
         Whether the model was fitted on feature vectors (the tabular mode).
+    prediction_type_ : str
+        The ``prediction_type`` the denoiser was trained with; prediction
+        reads the denoiser's output as this, even after ``set_params``.
     image_shape_ : tuple or None
         ``(H, W, C)`` of the training images; H and W are None for files of
         varying sizes. None in the tabular mode.
@@ -477,6 +480,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         self.classes_ = encoder.classes_
         self.tabular_ = tabular
+        self.prediction_type_ = self.prediction_type
         n_classes = len(self.classes_)
         if tabular:
             self.image_shape_ = self.image_size_ = self.crop_size_ = None
@@ -616,11 +620,14 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         if same and not tabular:
             size = self.image_size or data.size
             same = data.channels == self._channels() and size == self.image_size_
+        same = same and self.prediction_type == getattr(
+            self, "prediction_type_", self.prediction_type
+        )
         if not same:
             raise ValueError(
-                "warm_start=True needs the same classes, input kind, channels and "
-                "image size as the fitted model; fit with warm_start=False to "
-                "start afresh."
+                "warm_start=True needs the same classes, input kind, channels, "
+                "image size and prediction_type as the fitted model; fit with "
+                "warm_start=False to start afresh."
             )
         if not tabular:
             data.size = self.image_size_
@@ -714,7 +721,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             sampler=self.sampler,
             n_steps=self.n_inference_steps,
             eta=self.eta,
-            prediction_type=self.prediction_type,
+            # What the fitted denoiser outputs, whatever set_params says now.
+            prediction_type=getattr(self, "prediction_type_", self.prediction_type),
             clip_range=self.clip_sample_range if self.clip_sample else None,
         )
 

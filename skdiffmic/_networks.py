@@ -96,23 +96,35 @@ def build_networks(
     return guidance, denoiser
 
 
+def _tensor_name(key: str) -> str:
+    """A state-dict key with timm's feature-wrapper renaming undone.
+
+    timm's ``features_only`` wrappers flatten module paths (``stem.0`` becomes
+    ``stem_0``) or nest the model (``model.``); comparing names with
+    underscores read as dots and without that prefix matches them to the full
+    network's.
+    """
+    return key.removeprefix("model.").replace("_", ".")
+
+
 def init_from_guidance(denoiser: ConditionalDenoiser, guidance: nn.Module) -> int:
     """Copy the guidance model's global encoder into the denoiser's encoder.
 
-    The global encoder is the same timm network cut at the CAM stage, so its
-    tensors carry the names of the full network's: every tensor whose name and
-    shape match is copied (all of the network up to the CAM stage; at 224 px
-    with a ResNet, all of it). Returns the number of tensors copied; 0 for
-    guidance models without a global encoder (the tabular mode).
+    The global encoder is the same timm network cut at the CAM stage: every
+    tensor whose name (see :func:`_tensor_name`) and shape match is copied (all
+    of the network up to the CAM stage; at 224 px with a ResNet, all of it).
+    Returns the number of tensors copied; 0 for guidance models without a
+    global encoder (the tabular mode).
     """
     source = getattr(guidance, "global_encoder", None)
     if source is None:
         return 0
     target = denoiser.encoder.state_dict()
-    copied = {
-        k: v
-        for k, v in source.state_dict().items()
-        if k in target and target[k].shape == v.shape
-    }
+    names = {_tensor_name(k): k for k in target}
+    copied = {}
+    for key, value in source.state_dict().items():
+        name = names.get(_tensor_name(key))
+        if name is not None and target[name].shape == value.shape:
+            copied[name] = value
     denoiser.encoder.load_state_dict(copied, strict=False)
     return len(copied)

@@ -33,6 +33,7 @@ FORMAT_VERSION = 3
 _READABLE = (1, 2, 3)
 _ATTRIBUTES = (
     "tabular_",
+    "prediction_type_",
     "image_shape_",
     "image_size_",
     "crop_size_",
@@ -174,6 +175,8 @@ def load_estimator(cls, path):
         if name == "image_shape_" and value is not None:
             value = tuple(value)
         setattr(estimator, name, value)
+    if not hasattr(estimator, "prediction_type_"):  # formats 1 and 2
+        estimator.prediction_type_ = estimator.prediction_type
     dtype = document["classes_dtype"]
     estimator.classes_ = np.array(
         document["classes"], dtype=object if dtype == "object" else np.dtype(dtype)

@@ -359,8 +359,17 @@ def fit_diffmic(
                 sums.update(diffusion_loss=0.0, mse=0.0, mmd=0.0)
             n_batches = 0
             if epoch == n_guidance and config.denoiser_init == "guidance":
-                init_from_guidance(denoiser, dcg)
                 init_from_guidance(ema.module, dcg)
+                if init_from_guidance(denoiser, dcg) == 0 and hasattr(
+                    dcg, "global_encoder"
+                ):
+                    warnings.warn(
+                        "denoiser_init='guidance' found no tensor of the guidance "
+                        "model's global encoder in the denoiser's encoder; the "
+                        "denoiser starts from scratch.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
             for pos, x, _ in iter_batches(
                 images, order, config.batch_size, preprocess, device
             ):

@@ -78,7 +78,9 @@ class FeatureDensity:
         from sklearn.covariance import LedoitWolf
 
         features = np.asarray(features, dtype=np.float64)
-        means = np.zeros((n_classes, features.shape[1]))
+        # A class without rows (in a cross-fitting fold) has no mean: NaN,
+        # which distance() skips.
+        means = np.full((n_classes, features.shape[1]), np.nan)
         centred = np.empty_like(features)
         for k in range(n_classes):
             rows = codes == k
@@ -126,7 +128,8 @@ class FeatureDensity:
         for start in range(0, len(features), 1024):
             diff = features[start : start + 1024, None, :] - self.means[None]
             squared = np.sum((diff @ self.precision.astype(np.float64)) * diff, -1)
-            out[start : start + 1024] = np.sqrt(np.clip(squared.min(axis=1), 0, None))
+            nearest = np.nanmin(squared, axis=1)  # classes with a mean only
+            out[start : start + 1024] = np.sqrt(np.clip(nearest, 0, None))
         return out
 
     def p_value(self, distance):

@@ -355,3 +355,16 @@ def test_denoiser_init_copies_the_trained_global_encoder(images, monkeypatch):
     copies.clear()
     tiny(denoiser_init="scratch", max_epochs=2).fit(X, y)
     assert copies == []
+
+
+def test_prediction_type_is_fixed_at_fit(images):
+    # The denoiser's output means what it was trained to mean: changing
+    # prediction_type afterwards changes nothing, and a warm start refuses it.
+    X, y = images
+    clf = tiny(prediction_type="sample", max_epochs=1).fit(X, y)
+    proba = clf.predict_proba(X)
+    clf.set_params(prediction_type="epsilon")
+    assert clf.prediction_type_ == "sample"
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    with pytest.raises(ValueError, match="prediction_type"):
+        clf.set_params(warm_start=True).fit(X, y)

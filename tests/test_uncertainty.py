@@ -243,3 +243,15 @@ def test_uncertainty_in_the_tabular_mode():
     far = clf.predict_uncertainty(X[:5] * 50, n_samples=8)
     assert (far["ood_p_value"] < frame["ood_p_value"].min()).all()
     assert not far["confident"].any()
+
+
+def test_a_class_without_rows_has_no_mean_to_be_near():
+    # In a cross-fitting fold a class may have no rows: it must not leave a
+    # mean at the origin that far-out rows would be measured against.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(20, 3)) + 100.0
+    codes = np.arange(20) % 2
+    density = FeatureDensity.fit(features, codes, 3)
+    assert np.isnan(density.means[2]).all()
+    both = FeatureDensity.fit(features, codes, 2)
+    np.testing.assert_allclose(density.distance(-features), both.distance(-features))
