@@ -533,8 +533,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             mmd_weight=self.mmd_weight,
             prediction_type=self.prediction_type,
             focal_weight=self.focal_weight,
-            # A warm start continues from the fitted denoiser.
-            denoiser_init="scratch" if previous is not None else self.denoiser_init,
+            # A warm start continues from the fitted denoiser; the tabular
+            # mode's guidance has no global encoder to copy.
+            denoiser_init=(
+                "scratch" if previous is not None or tabular else self.denoiser_init
+            ),
             # One granularity in the tabular mode: the fused path alone.
             guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,

@@ -360,9 +360,7 @@ def fit_diffmic(
             n_batches = 0
             if epoch == n_guidance and config.denoiser_init == "guidance":
                 init_from_guidance(ema.module, dcg)
-                if init_from_guidance(denoiser, dcg) == 0 and hasattr(
-                    dcg, "global_encoder"
-                ):
+                if init_from_guidance(denoiser, dcg) == 0:
                     warnings.warn(
                         "denoiser_init='guidance' found no tensor of the guidance "
                         "model's global encoder in the denoiser's encoder; the "
