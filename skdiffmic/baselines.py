@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from ._backbones import _create, check_backbone, check_pretrained
+from ._backbones import _create, check_backbone, resolve_pretrained
 from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
 from ._training import (
     TrainConfig,
@@ -121,12 +121,15 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     ----------
     backbone : str, default="resnet18"
         timm model name (DiffMIC's default is also ResNet18).
-    pretrained : False or path, default=False
-        ``False`` trains from scratch. A path to a local weights file
-        (``.pth``, ``.bin``, ``.safetensors``) for ``backbone`` initialises the
-        network from it; the classifier head is a fresh one for the classes of
-        ``y`` (unless they are as many as the weights' own, usually ImageNet's
-        1000). Weights are never downloaded.
+    pretrained : bool or path, default=False
+        ``False`` trains from scratch. ``True`` starts from ImageNet weights:
+        offline for the backbones of
+        :func:`skdiffmic.weights.available_backbones`, from timm's hub for
+        any other (a clear error without the network). A path to a local
+        weights file (``.pth``, ``.bin``, ``.safetensors``) for ``backbone``
+        initialises the network from it. The classifier head is a fresh one
+        for the classes of ``y`` (unless they are as many as the weights'
+        own, usually ImageNet's 1000).
     image_size : int or None, default=None
         Side of the square network input in pixels. Images are centre-cropped
         to a square and resized to it (bilinear, antialiased). ``None`` uses
@@ -276,7 +279,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         y = self._check_targets(y, len(data))
         encoder = LabelEncoder().fit(y)
         check_backbone(self.backbone)
-        check_pretrained(self.pretrained)
+        weights = resolve_pretrained(self.backbone, self.pretrained)
         device = resolve_device(self.device, for_fit=True)
 
         self.classes_ = encoder.classes_
@@ -290,7 +293,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             self.backbone,
             n_classes=len(self.classes_),
             in_chans=data.channels,
-            pretrained=False if self.pretrained in (False, None) else self.pretrained,
+            pretrained=weights,
             seed=init_seed,
         )
         model = self._to_device(model, device)

@@ -3,6 +3,12 @@ import os
 # Before scipy is imported: lets scikit-learn's array-API input check run in
 # tests/test_common.py instead of skipping itself.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# Converted ImageNet weights go to a cache of the test run's own, never the
+# user's (skdiffmic.weights.cache_dir reads this on every call).
+if "SKDIFFMIC_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["SKDIFFMIC_HOME"] = tempfile.mkdtemp(prefix="skdiffmic-tests-")
 
 import numpy as np
 import pytest
@@ -23,6 +29,20 @@ TINY = dict(
 def tiny(**overrides):
     """A DiffMICClassifier small enough for a 2-core CPU test suite."""
     return DiffMICClassifier(**{**TINY, **overrides})
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every attempt to open a network connection fails at once."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("the network is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 @pytest.fixture(scope="session")

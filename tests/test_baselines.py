@@ -166,8 +166,6 @@ def test_invalid_parameters_are_named():
             TimmClassifier(**{name: value}).fit(X, y)
     with pytest.raises(ValueError, match="Unknown timm backbone"):
         tiny(backbone="no_such_net").fit(X, y)
-    with pytest.raises(ValueError, match="network"):
-        tiny(pretrained=True).fit(X, y)
     with pytest.raises(FileNotFoundError, match="weights file"):
         tiny(pretrained="/nonexistent/weights.pth").fit(X, y)
     with pytest.raises(ValueError, match="at least 8 px"):

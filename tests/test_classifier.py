@@ -180,8 +180,6 @@ def test_invalid_parameters_are_named():
         tiny(backbone="no_such_net").fit(X, y)
     with pytest.raises(FileNotFoundError, match="weights file"):
         tiny(pretrained="/nonexistent/weights.pth").fit(X, y)
-    with pytest.raises(ValueError, match="network"):
-        tiny(pretrained=True).fit(X, y)
 
 
 def test_pretrained_weights_from_a_local_file(tmp_path, images):
