@@ -23,6 +23,8 @@ configurations) about an hour and a half.
 
     python benchmarks/bench_ablation.py                         # everything
     python benchmarks/bench_ablation.py --datasets lesions --configs cnn paper sample
+    python benchmarks/bench_ablation.py --datasets br35h --pretrained \
+        --backbone tf_efficientnet_lite0 --epochs 2 6 --cnn-lr 2e-4 1e-3
 
 The defaults of :class:`~skdiffmic.DiffMICClassifier` are chosen from this
 table (validation data), never from the cross-validated folds the main job
@@ -161,7 +163,17 @@ def scores(y_true, proba, classes) -> dict:
     }
 
 
-def run(names, configs, seed, out: Path):
+def run(
+    names,
+    configs,
+    seed,
+    out: Path,
+    backbone="resnet10t",
+    pretrained=False,
+    epochs=None,
+    cnn_learning_rates=(None,),
+    guidance_learning_rates=(None,),
+):
     rows = []
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "ablation.csv"
@@ -184,17 +196,29 @@ def run(names, configs, seed, out: Path):
             f"{X_tr.shape[1:]}",
             flush=True,
         )
-        common = dict(COMMON, image_size=s["image_size"], random_state=seed)
-        total = s["guidance_epochs"] + s["max_epochs"]
-        for config in configs:
+        common = dict(
+            COMMON,
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=s["image_size"],
+            random_state=seed,
+        )
+        budget = epochs or (s["guidance_epochs"], s["max_epochs"])
+        for config, lr in [
+            (c, lr)
+            for c in configs
+            for lr in (cnn_learning_rates if c == "cnn" else guidance_learning_rates)
+        ]:
             if config == "cnn":
-                cnn = TimmClassifier(max_epochs=total, **common)
+                label = "CNN (CE)" + ("" if lr is None else f" lr={lr:g}")
+                rate = {} if lr is None else {"learning_rate": lr}
+                cnn = TimmClassifier(max_epochs=sum(budget), **rate, **common)
                 start = time.perf_counter()
                 cnn.fit(X_tr, y_tr)
                 emit(
                     {
                         "dataset": name,
-                        "config": "CNN (CE)",
+                        "config": label,
                         "prediction": "-",
                         **scores(y_va, cnn.predict_proba(X_va), cnn.classes_),
                         "fit_s": time.perf_counter() - start,
@@ -202,7 +226,10 @@ def run(names, configs, seed, out: Path):
                 )
                 continue
             params = dict(CONFIGS[config])
-            g, d = params.pop("epochs_split", (s["guidance_epochs"], s["max_epochs"]))
+            if lr is not None:
+                params["guidance_learning_rate"] = lr
+                config = f"{config} glr={lr:g}"
+            g, d = params.pop("epochs_split", budget)
             clf = DiffMICClassifier(
                 guidance_epochs=g, max_epochs=d, hidden_dim=512, **params, **common
             )
@@ -261,11 +288,48 @@ def main(argv=None) -> None:
         default=["cnn", *CONFIGS],
         help="training configurations; 'cnn' is the CNN baseline",
     )
+    parser.add_argument("--backbone", default=COMMON["backbone"])
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start every network from ImageNet weights (pretrained=True)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=2,
+        metavar=("GUIDANCE", "DIFFUSION"),
+        help="DCG warm-up and diffusion epochs (the CNN trains for their sum)",
+    )
+    parser.add_argument(
+        "--cnn-lr",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="the CNN's learning rates to try (default: TimmClassifier's)",
+    )
+    parser.add_argument(
+        "--guidance-lr",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="DiffMIC's guidance_learning_rate values to try (default: its own)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("ablation_results"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    table = run(args.datasets, args.configs, args.seed, args.out)
+    table = run(
+        args.datasets,
+        args.configs,
+        args.seed,
+        args.out,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        epochs=args.epochs,
+        cnn_learning_rates=args.cnn_lr,
+        guidance_learning_rates=args.guidance_lr,
+    )
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
     print(markdown(table))
 

