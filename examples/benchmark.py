@@ -77,8 +77,8 @@ SETTINGS = {
         image_size=64,
         backbone="tf_efficientnet_lite0",
         pretrained=True,
-        guidance_epochs=4,
-        max_epochs=10,
+        guidance_epochs=2,
+        max_epochs=6,
         hidden_dim=512,
         batch_size=32,
         folds=3,
@@ -108,9 +108,13 @@ SETTINGS = {
         folds=2,
     ),
 }
-# --scratch: random initialisation, with the backbones used before pretrained
-# weights were available offline.
-SCRATCH = {"default": "resnet10t", "full": "resnet18", "quick": "test_resnet"}
+# --scratch: random initialisation, with the backbones and (on the CPU) the
+# longer training used before pretrained weights were available offline.
+SCRATCH = {
+    "default": dict(backbone="resnet10t", guidance_epochs=4, max_epochs=10),
+    "full": dict(backbone="resnet18"),
+    "quick": dict(backbone="test_resnet"),
+}
 
 
 def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
@@ -173,7 +177,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     mode = "quick" if args.quick else "full" if args.full else "default"
     s = dict(SETTINGS[mode])
     if args.scratch:
-        s.update(backbone=SCRATCH[mode], pretrained=False)
+        s.update(SCRATCH[mode], pretrained=False)
     for key in ("n_images", "image_size", "backbone", "folds"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)

@@ -201,3 +201,16 @@ def test_learns_a_local_structure():
 def test_docstring_example_runs():
     result = doctest.testmod(skdiffmic.baselines)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_fresh_head_starts_small_whatever_the_backbone_family():
+    """EfficientNet's own head init draws U(+-1/sqrt(n_classes)); ours is PyTorch's."""
+    from skdiffmic.baselines import _create_classifier
+
+    model = _create_classifier(
+        "tf_efficientnet_lite0", n_classes=2, in_chans=3, pretrained=False, seed=0
+    )
+    head = model.get_classifier()
+    bound = 1 / head.in_features**0.5  # PyTorch's Linear default
+    assert float(head.weight.abs().max()) <= bound
+    assert float(head.weight.std()) > 0.25 * bound  # drawn, not zeroed
