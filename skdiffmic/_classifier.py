@@ -140,8 +140,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Start of the denoiser's image encoder. ``"guidance"``: a copy of the
         DCG model's trained global encoder, made when the diffusion stage
         starts (every layer up to the CAM stage; the deeper ones, used at
-        small image sizes, stay random). ``"scratch"``: random, as in the
-        paper. Ignored by ``warm_start`` (training continues from the fitted
+        small image sizes, keep their initial weights). ``"scratch"``: the
+        encoder keeps its initial weights, random as in the paper (ImageNet
+        with ``pretrained=True``). Ignored by ``warm_start`` (training continues from the fitted
         denoiser) and in the tabular mode.
     max_epochs : int, default=100
         Epochs of joint diffusion training.
