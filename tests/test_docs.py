@@ -33,6 +33,7 @@ PUBLIC_MODULES = (
     "skdiffmic.datasets",
     "skdiffmic.metrics",
     "skdiffmic.parallel",
+    "skdiffmic.weights",
 )
 
 
