@@ -142,8 +142,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         starts (every layer up to the CAM stage; the deeper ones, used at
         small image sizes, keep their initial weights). ``"scratch"``: the
         encoder keeps its initial weights, random as in the paper (ImageNet
-        with ``pretrained=True``). Ignored by ``warm_start`` (training continues from the fitted
-        denoiser) and in the tabular mode.
+        with ``pretrained=True``). Ignored by ``warm_start`` (training
+        continues from the fitted denoiser) and in the tabular mode.
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15

@@ -16,12 +16,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from torch import nn
 from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, resolve_pretrained
