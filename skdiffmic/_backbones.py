@@ -63,19 +63,20 @@ def _create(name: str, in_chans: int, pretrained, **kwargs) -> nn.Module:
     """
     if pretrained in (False, None):
         return timm.create_model(name, pretrained=False, in_chans=in_chans, **kwargs)
-    if pretrained is not True:
-        with _quiet_truncation(kwargs.get("features_only", False)):
-            return timm.create_model(
-                name,
-                pretrained=True,
-                pretrained_cfg_overlay={"file": os.fspath(pretrained)},
-                in_chans=in_chans,
-                **kwargs,
-            )
+    # A weights file is named in the pretrained config; True asks the hub.
+    source = (
+        {}
+        if pretrained is True
+        else {"pretrained_cfg_overlay": {"file": os.fspath(pretrained)}}
+    )
     try:
         with _quiet_truncation(kwargs.get("features_only", False)):
-            return timm.create_model(name, pretrained=True, in_chans=in_chans, **kwargs)
+            return timm.create_model(
+                name, pretrained=True, in_chans=in_chans, **source, **kwargs
+            )
     except Exception as exc:  # no network, no such weights, hub refused ...
+        if pretrained is not True:
+            raise
         from .weights import OFFLINE_PACKAGES
 
         raise RuntimeError(

@@ -632,9 +632,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         if same and not tabular:
             size = self.image_size or data.size
             same = data.channels == self._channels() and size == self.image_size_
-        same = same and self.prediction_type == getattr(
-            self, "prediction_type_", self.prediction_type
-        )
+        same = same and self.prediction_type == self._fitted_prediction_type()
         if not same:
             raise ValueError(
                 "warm_start=True needs the same classes, input kind, channels, "
@@ -725,6 +723,11 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             )
         return self.guidance_model_, self.denoiser_, None
 
+    def _fitted_prediction_type(self) -> str:
+        """What the fitted denoiser outputs, whatever ``set_params`` says now
+        (models pickled before ``prediction_type_`` existed: the parameter)."""
+        return getattr(self, "prediction_type_", self.prediction_type)
+
     def _sampler(self) -> Sampler:
         """The reverse process of the current parameters (``set_params`` works
         after fitting for the sampling ones)."""
@@ -733,8 +736,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             sampler=self.sampler,
             n_steps=self.n_inference_steps,
             eta=self.eta,
-            # What the fitted denoiser outputs, whatever set_params says now.
-            prediction_type=getattr(self, "prediction_type_", self.prediction_type),
+            prediction_type=self._fitted_prediction_type(),
             clip_range=self.clip_sample_range if self.clip_sample else None,
         )
 

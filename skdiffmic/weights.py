@@ -124,7 +124,7 @@ def imagenet_weights(backbone: str) -> Path:
             f"with offline weights are {', '.join(OFFLINE_PACKAGES)}."
         )
     version = _package_version(backbone)
-    distribution, module, _ = OFFLINE_PACKAGES[backbone]
+    distribution = OFFLINE_PACKAGES[backbone][0]
     if version is None:
         raise ModuleNotFoundError(
             f"The ImageNet weights of {backbone!r} come from the package "
@@ -196,13 +196,7 @@ def convert_efficientnet_lite(
     with torch.random.fork_rng(devices=[]):
         model = timm.create_model(backbone, pretrained=False)
     target = model.state_dict()
-    # Flat block index (EfficientNet-PyTorch numbers blocks 0..N-1) -> timm's
-    # "stage.index" and the kind of block.
-    blocks = [
-        (f"blocks.{s}.{i}", hasattr(block, "conv_pwl"))
-        for s, stage in enumerate(model.blocks)
-        for i, block in enumerate(stage)
-    ]
+    blocks = _flat_blocks(model)
     out: dict[str, torch.Tensor] = {}
     problems = []
     for key, value in source.items():
@@ -227,6 +221,18 @@ def convert_efficientnet_lite(
             f"({len(problems)} problems): {shown}"
         )
     return {name: out[name].contiguous() for name in target}
+
+
+def _flat_blocks(model) -> list[tuple[str, bool]]:
+    """timm's ``("blocks.stage.index", inverted residual?)`` for each block.
+
+    EfficientNet-PyTorch numbers the same blocks 0..N-1 across all stages.
+    """
+    return [
+        (f"blocks.{s}.{i}", hasattr(block, "conv_pwl"))
+        for s, stage in enumerate(model.blocks)
+        for i, block in enumerate(stage)
+    ]
 
 
 def _timm_name(key: str, blocks: list[tuple[str, bool]]) -> str | None:

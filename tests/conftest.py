@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from skdiffmic import DiffMICClassifier
+from skdiffmic._networks import build_networks
 
 TINY = dict(
     backbone="test_resnet",
@@ -29,6 +30,23 @@ TINY = dict(
 def tiny(**overrides):
     """A DiffMICClassifier small enough for a 2-core CPU test suite."""
     return DiffMICClassifier(**{**TINY, **overrides})
+
+
+def image_networks(backbone, pretrained=False):
+    """The guidance model and denoiser for 32 px RGB images, 2 classes, small."""
+    return build_networks(
+        tabular=False,
+        seed=0,
+        n_classes=2,
+        n_inputs=3,
+        hidden_dim=8,
+        n_timesteps=10,
+        backbone=backbone,
+        image_size=32,
+        crop_size=8,
+        n_crops=2,
+        pretrained=pretrained,
+    )
 
 
 @pytest.fixture

@@ -4,24 +4,14 @@ import pytest
 import torch
 
 from skdiffmic._networks import build_networks, init_from_guidance
+from tests.conftest import image_networks
 
 
 @pytest.mark.parametrize("backbone", ["test_resnet", "convnext_atto"])
 def test_init_from_guidance_copies_every_tensor_of_the_global_encoder(backbone):
     # timm's feature wrappers rename modules (convnext: stem.0 -> stem_0);
     # the copy must still find every tensor.
-    guidance, denoiser = build_networks(
-        tabular=False,
-        seed=0,
-        n_classes=2,
-        n_inputs=3,
-        hidden_dim=8,
-        n_timesteps=10,
-        backbone=backbone,
-        image_size=32,
-        crop_size=8,
-        n_crops=2,
-    )
+    guidance, denoiser = image_networks(backbone)
     n_source = len(guidance.global_encoder.state_dict())
     assert init_from_guidance(denoiser, guidance) == n_source
     copied = list(denoiser.encoder.state_dict().values())

