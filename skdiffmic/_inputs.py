@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from ._dicom import check_window
 from ._imageio import is_path, probe_image, read_image
 
 __all__ = [
@@ -115,16 +116,25 @@ class ArrayImages:
 
 
 class PathImages:
-    """Image files, decoded with PIL when a batch asks for them.
+    """Image files, decoded with PIL (DICOM: pydicom) when a batch asks for them.
 
     Every file's header is read up front (in parallel): a missing or
     unreadable file is reported, with its index, before any work starts. Files
     are read as RGB when any of them is colour (or when ``channels=3``), as
     grayscale otherwise; see :mod:`skdiffmic._imageio` for the mode mapping.
     Each image is cropped and resized on its own, so sizes may vary.
+    ``dicom_window`` maps DICOM grayscale values (see
+    :func:`skdiffmic._dicom.read_dicom`).
     """
 
-    def __init__(self, paths, channels: int | None = None, size: int | None = None):
+    def __init__(
+        self,
+        paths,
+        channels: int | None = None,
+        size: int | None = None,
+        dicom_window="auto",
+    ):
+        self.dicom_window = check_window(dicom_window)
         self.paths = [os.fspath(p) for p in paths]
         headers = list(_pool().map(_probe, enumerate(self.paths)))
         self.heights = np.array([h for h, _, _ in headers])
@@ -153,7 +163,12 @@ class PathImages:
         return np.minimum(self.heights, self.widths)
 
     def _read(self, i: int) -> torch.Tensor:
-        pixels = read_image(self.paths[i], self._channels)
+        try:
+            pixels = read_image(
+                self.paths[i], self._channels, dicom_window=self.dicom_window
+            )
+        except ValueError as exc:
+            raise ValueError(f"X[{i}]: {exc}") from None
         image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
         return square_resize(image, self.size)
 

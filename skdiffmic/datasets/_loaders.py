@@ -32,7 +32,7 @@ __all__ = [
     "load_image_folder",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 #: HAM10000 / ISIC 2018 Task 3 classes, in the ISIC ground-truth column order.
 HAM10000_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 #: APTOS 2019 diabetic-retinopathy grades 0-4.
@@ -184,8 +184,11 @@ def load_image_folder(
     root : str or os.PathLike
         The folder holding one sub-folder per class.
     extensions : sequence of str, default=(".png", ".jpg", ".jpeg", ".bmp", \
-".tif", ".tiff")
+".tif", ".tiff", ".dcm")
         File extensions counted as images, matched case-insensitively.
+        DICOM files (``.dcm``) need ``pip install "skdiffmic[dicom]"``; pass
+        the extension of DICOM files named otherwise (a file with ``DICM`` at
+        byte 128 is read as DICOM whatever its name).
     verify : bool, default=True
         Decode every image (in threads) and fail if any cannot be read.
     return_X_y : bool, default=False

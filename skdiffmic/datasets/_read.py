@@ -17,15 +17,17 @@ def read_images(
     channels: int | None = None,
     batch_size: int = 256,
     verbose: int = 0,
+    dicom_window=None,
 ) -> np.ndarray:
     """Decode image files into one uint8 array, centre-cropped and resized.
 
-    Each file is read with PIL exactly as the estimators read paths (same mode
-    conversion, centre square crop, antialiased bilinear resize), then rounded
-    to uint8. Fitting on the result matches fitting on the paths with
-    ``image_size=size`` up to that rounding, and avoids decoding every file
-    again in every epoch: useful when the resized set fits in memory
-    (``n * size * size * channels`` bytes).
+    Each file is read with PIL (DICOM files with pydicom) exactly as the
+    estimators read paths (same mode conversion, centre square crop,
+    antialiased bilinear resize), then rounded to uint8. Fitting on the result
+    matches fitting on the paths with ``image_size=size`` up to that rounding
+    (and, for DICOM, with the default ``dicom_window``), and avoids decoding
+    every file again in every epoch: useful when the resized set fits in
+    memory (``n * size * size * channels`` bytes).
 
     Parameters
     ----------
@@ -39,6 +41,15 @@ def read_images(
         Files decoded at a time.
     verbose : int, default=0
         ``1`` shows a progress bar.
+    dicom_window : None, "auto", "full" or (center, width), default=None
+        How the grayscale values of DICOM files are mapped to [0, 1].
+        ``None`` or ``"auto"``: through the file's own VOI LUT or first window
+        (*Window Center* / *Width*), or over the image's minimum to maximum
+        when it has none, as the estimators read DICOM paths. ``"full"``:
+        always over the minimum to maximum. ``(center, width)``: through this
+        window, in modality units (after *Rescale Slope* / *Intercept*:
+        Hounsfield units for CT), e.g. ``(40, 400)`` for soft tissue. Colour
+        files are not windowed; a ``(center, width)`` window refuses them.
 
     Returns
     -------
@@ -52,7 +63,9 @@ def read_images(
     >>> X.shape  # doctest: +SKIP
     (3000, 64, 64, 3)
     """
-    source = PathImages(list(paths), channels=channels, size=int(size))
+    source = PathImages(
+        list(paths), channels=channels, size=int(size), dicom_window=dicom_window
+    )
     out = np.empty((len(source), size, size, source.channels), dtype=np.uint8)
     for start in tqdm(
         range(0, len(source), batch_size), disable=not verbose, desc="reading"
