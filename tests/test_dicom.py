@@ -262,6 +262,15 @@ def test_rgb_secondary_captures_in_every_encoding():
         np.testing.assert_allclose(out, reference, atol=tolerance / 255 + 1e-6)
 
 
+def test_palette_colour_is_expanded_to_rgb():
+    path = bundled("examples_palette.dcm")
+    ds = pydicom.dcmread(path)
+    expected = pydicom.pixels.apply_color_lut(ds.pixel_array, ds) / 65535
+    assert probe_image(path) == (350, 800, 3)
+    np.testing.assert_allclose(read_dicom(path), expected, atol=1e-7)
+    assert len(np.unique(read_dicom(path).reshape(-1, 3), axis=0)) > 50
+
+
 def test_lossy_and_12_bit_compressed_grayscale():
     for name, shape in [
         ("JPGExtended.dcm", (1024, 256)),  # JPEG extended, 12 bit
@@ -322,8 +331,13 @@ def test_multi_frame_files_are_refused(tmp_path):
 def test_not_a_dicom_file_despite_its_name(tmp_path):
     fake = tmp_path / "fake.dcm"
     fake.write_text("a text file, not an image")
-    with pytest.raises(ValueError, match="fake.dcm"):
-        probe_image(fake)
+    png = tmp_path / "png.dcm"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png, format="PNG")
+    for path in (fake, png):
+        with pytest.raises(
+            ValueError, match=f"Not a readable DICOM file: .*{path.name}"
+        ):
+            probe_image(path)
 
 
 def test_a_compressed_file_without_its_decoder(monkeypatch):
