@@ -134,8 +134,8 @@ def _check(ds, path: str, pydicom) -> tuple[int, int, int]:
     if frames > 1:
         raise ValueError(
             f"DICOM file {path!r} has {frames} frames; only single-frame images "
-            "are read (which frame to use is the user's choice): save the frame "
-            "you want as its own file."
+            "are read (skdiffmic does not guess which frame you mean): save the "
+            "frame you want as its own file."
         )
     syntax = _transfer_syntax(ds, pydicom)
     try:
