@@ -26,10 +26,14 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "sample", "logit_residual", "v_prediction")
+# The types whose denoiser outputs a correction of the prior (zero: the prior).
+RESIDUAL_TYPES = ("sample", "logit_residual")
 
 __all__ = [
     "PREDICTION_TYPES",
+    "RESIDUAL_TYPES",
+    "logit_residual_y0",
     "NoiseSchedule",
     "antithetic_timesteps",
     "inference_timesteps",
@@ -153,6 +157,8 @@ class NoiseSchedule:
         clean label's offset from the prior, ``y_0 - p`` (so that an output of
         zero means "the prior is right"). ``"v_prediction"``: ``v = sqrt(abar_t)
         eps - sqrt(1 - abar_t) (y_0 - p)`` (Salimans & Ho 2022, on ``z = y - p``).
+        ``"logit_residual"`` has no target in output space (its output is a
+        correction of ``log p``): see :meth:`training_pair`.
         """
         if prediction_type == "epsilon":
             return noise
@@ -162,6 +168,18 @@ class NoiseSchedule:
             a = self.abar(t, y0)
             return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
         raise ValueError(_unknown_prediction_type(prediction_type))
+
+    def training_pair(self, output, y0, prior, t, noise, prediction_type="epsilon"):
+        """``(prediction, goal)`` whose squared difference trains the denoiser.
+
+        ``output`` against :meth:`target` for every type but
+        ``"logit_residual"``, which compares its ``y_0`` estimate
+        ``softmax(log p + output)`` with the clean label ``y_0`` (a Brier score
+        of the corrected prior).
+        """
+        if prediction_type == "logit_residual":
+            return logit_residual_y0(prior, output), y0
+        return output, self.target(y0, prior, t, noise, prediction_type)
 
     def split_output(
         self, y_t, prior, t, output, prediction_type="epsilon", clip_range=None
@@ -176,15 +194,19 @@ class NoiseSchedule:
         With ``"epsilon"`` an error in the output reaches ``y0_hat`` multiplied
         by ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T`` on the
         linear schedule); with ``"sample"`` it reaches it unscaled, and an
-        output of zero gives ``y0_hat = p`` at every step.
+        output of zero gives ``y0_hat = p`` at every step. With
+        ``"logit_residual"``, ``y0_hat = softmax(log p + output)``: a
+        probability vector, ``p`` itself for an output of zero.
         """
         a = self.abar(t, y_t)
         z = y_t - prior
         if prediction_type == "epsilon":
             eps = output
             z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
-        elif prediction_type == "sample":
+        elif prediction_type in RESIDUAL_TYPES:
             z0 = output
+            if prediction_type == "logit_residual":
+                z0 = logit_residual_y0(prior, output) - prior
             eps = (z - a.sqrt() * z0) / (1 - a).sqrt()
         elif prediction_type == "v_prediction":
             z0 = a.sqrt() * z - (1 - a).sqrt() * output
@@ -243,6 +265,16 @@ class NoiseSchedule:
         return out
 
 
+def logit_residual_y0(prior, output):
+    """``softmax(log p + output)``: the prior corrected in log-probability space.
+
+    A correction of a given size moves a confident prior (p near 0 or 1) far
+    less than an uncertain one, so the ranking of the prior's confident rows
+    survives a small correction; ``p`` is floored at 1e-12 before the log.
+    """
+    return (prior.clamp_min(1e-12).log() + output).softmax(-1)
+
+
 def _unknown_prediction_type(name) -> str:
     return (
         f"Unknown prediction_type {name!r}; expected one of "
@@ -281,8 +313,8 @@ def reverse_chain(
         ancestral chain (``n_steps`` ignored).
     eta : float
         DDIM stochasticity (0: deterministic).
-    prediction_type : {"epsilon", "sample", "v_prediction"}
-        What ``model_fn`` outputs (see :meth:`NoiseSchedule.target`).
+    prediction_type : {"epsilon", "sample", "logit_residual", "v_prediction"}
+        What ``model_fn`` outputs (see :meth:`NoiseSchedule.split_output`).
     clip_range : float or None
         Clip the ``y_0`` estimate of every step to ``[-clip_range,
         clip_range]``; None does not clip.

@@ -5,8 +5,9 @@ chains on the denoiser's label head as one batch. Each row's noise is drawn
 from a seed made of the estimator's sampling seed and the row's own values
 (:func:`skdiffmic._inputs.row_seeds`), so that a prediction does not depend on
 the batch a row comes in nor on the order of the rows. A chain's ``y_0`` becomes
-probabilities through ``softmax(y_0 / T)``, with ``T`` fitted on held-out rows
-(:func:`fit_temperature`).
+probabilities through ``softmax(s / T)``, its scores ``s`` being ``y_0`` or, for
+``"logit_residual"``, ``log y_0`` (:func:`chain_scores`), with ``T`` fitted on
+held-out rows (:func:`fit_temperature`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from ._inputs import row_seeds
 from ._training import autocast
 from ._uncertainty import feature_statistics
 
-__all__ = ["Sampler", "chain_seed", "chain_softmax", "fit_temperature", "row_noise"]
+__all__ = [
+    "Sampler",
+    "chain_scores",
+    "chain_seed",
+    "chain_softmax",
+    "fit_temperature",
+    "row_noise",
+]
 
 
 def chain_seed(row_seed: int, chain: int) -> int:
@@ -46,6 +54,17 @@ def row_noise(seeds, n_samples: int, n_draws: int, n_classes: int, device):
     return torch.stack(draws).to(device)
 
 
+def chain_scores(y0: np.ndarray, prediction_type: str) -> np.ndarray:
+    """The chains' class scores, whose ``softmax(scores / T)`` are probabilities.
+
+    ``y_0`` itself, except for ``"logit_residual"``, whose ``y_0`` is already a
+    probability vector: its log, so that ``T = 1`` returns it unchanged.
+    """
+    if prediction_type == "logit_residual":
+        return np.log(np.clip(y0, 1e-12, None))
+    return y0
+
+
 def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities of each chain: ``softmax(y_0 / temperature)`` on the last axis."""
     z = y0 / temperature
@@ -56,7 +75,8 @@ def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
 def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
     """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
 
-    ``y0`` has shape (n, n_samples, K): the chains' probabilities are averaged
+    ``y0`` (the chains' scores, see :func:`chain_scores`) has shape
+    (n, n_samples, K): the chains' probabilities are averaged
     as in ``predict_proba``. Searched on ``log T`` in [-5, 5].
     """
     from scipy.optimize import minimize_scalar
@@ -83,7 +103,7 @@ class Sampler:
         DDIM steps (ignored for DDPM).
     eta : float
         DDIM stochasticity.
-    prediction_type : {"epsilon", "sample", "v_prediction"}
+    prediction_type : {"epsilon", "sample", "logit_residual", "v_prediction"}
         What the denoiser outputs.
     clip_range : float or None
         Clip of the ``y_0`` estimate at every step (None: no clipping).

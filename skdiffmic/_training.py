@@ -400,7 +400,7 @@ def fit_diffmic(
                     features = denoiser.encode(x)
                     y_t = schedule.q_sample(y0, priors[0], t, eps)
                     out = denoiser.head(features, y_t, priors[0], t).float()
-                    goal = schedule.target(y0, priors[0], t, eps, kind)
+                    out, goal = schedule.training_pair(out, y0, priors[0], t, eps, kind)
                     mse = _weighted_mse(out, goal, weights)
                     mmd = torch.zeros((), device=device)
                     if dual:
@@ -409,8 +409,10 @@ def fit_diffmic(
                         for prior in priors[1:]:
                             y_t_path = schedule.q_sample(y0, prior, t, eps)
                             out_path = denoiser.head(features, y_t_path, prior, t)
-                            goal = schedule.target(y0, prior, t, eps, kind)
-                            mmd = mmd + gaussian_mmd(goal, out_path.float())
+                            out_path, goal = schedule.training_pair(
+                                out_path.float(), y0, prior, t, eps, kind
+                            )
+                            mmd = mmd + gaussian_mmd(goal, out_path)
                     loss = mse + config.mmd_weight * mmd
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

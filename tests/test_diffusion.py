@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from skdiffmic._diffusion import (
+    RESIDUAL_TYPES,
     NoiseSchedule,
     antithetic_timesteps,
     inference_timesteps,
+    logit_residual_y0,
     make_betas,
     reverse_chain,
 )
@@ -78,8 +80,12 @@ def test_split_output_inverts_the_training_target(schedule, kind):
     np.testing.assert_allclose(eps_hat, eps, atol=1e-9)
 
 
-def test_sample_prediction_of_zero_returns_the_prior_through_the_chain(schedule):
-    # "sample" outputs y_0 - p: an untrained (zero) head reproduces the prior.
+@pytest.mark.parametrize("kind", RESIDUAL_TYPES)
+def test_residual_prediction_of_zero_returns_the_prior_through_the_chain(
+    schedule, kind
+):
+    # "sample" outputs y_0 - p, "logit_residual" a correction of log p: an
+    # untrained (zero) head reproduces the prior.
     _, prior, _ = _tensors(b=6, k=4)
     noise = torch.randn(6, 12, 4, generator=torch.Generator().manual_seed(3))
     noise = noise.double()
@@ -89,10 +95,34 @@ def test_sample_prediction_of_zero_returns_the_prior_through_the_chain(schedule)
             lambda y, t: torch.zeros_like(y),
             prior,
             noise,
-            prediction_type="sample",
+            prediction_type=kind,
             **kwargs,
         )
         np.testing.assert_allclose(out.numpy(), prior.numpy(), atol=1e-9)
+
+
+def test_logit_residual_corrects_the_prior_in_log_space(schedule):
+    # y0_hat = softmax(log p + output): the output that turns p into q is
+    # log q - log p (up to a constant); the training pair compares y0_hat
+    # with the clean label, whatever t and the noise.
+    y0, prior, eps = _tensors()
+    q = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64).expand_as(prior)
+    t = torch.tensor([3, 30, 300, 600, 999])
+    y_t = schedule.q_sample(y0, prior, t, eps)
+    output = q.log() - prior.log() + 2.0
+    y0_hat, eps_hat = schedule.split_output(y_t, prior, t, output, "logit_residual")
+    np.testing.assert_allclose(y0_hat, q, atol=1e-12)
+    a = schedule.alphas_cumprod[t][:, None]
+    rebuilt = a.sqrt() * y0_hat + (1 - a.sqrt()) * prior + (1 - a).sqrt() * eps_hat
+    np.testing.assert_allclose(rebuilt, y_t, atol=1e-9)
+    pred, goal = schedule.training_pair(output, y0, prior, t, eps, "logit_residual")
+    np.testing.assert_allclose(pred, q, atol=1e-12)
+    np.testing.assert_array_equal(goal, y0)
+    # A correction of the same size moves a confident prior less.
+    sure = torch.tensor([[0.99, 0.01], [0.6, 0.4]], dtype=torch.float64)
+    moved = logit_residual_y0(sure, torch.tensor([[-0.5, 0.5]] * 2).double())
+    change = (moved - sure).abs()[:, 0]
+    assert change[0] < 0.02 and change[1] > 0.2
 
 
 def test_epsilon_error_is_amplified_at_the_start_of_the_chain(schedule):
