@@ -46,7 +46,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from skdiffmic import DiffMICClassifier
-from skdiffmic._sampling import chain_softmax
+from skdiffmic._sampling import chain_scores, chain_softmax
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, make_lesions, read_images
 
@@ -74,6 +74,11 @@ CONFIGS = {
     "sample": {**PAPER, "prediction_type": "sample"},
     "v_prediction": {**PAPER, "prediction_type": "v_prediction"},
     "sample+init": {**PAPER, "prediction_type": "sample", "denoiser_init": "guidance"},
+    "logit+init": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+    },
     "epsilon+init": {**PAPER, "denoiser_init": "guidance"},
     "sample+focal": {**PAPER, "prediction_type": "sample", "focal_weight": 10.0},
     "epsilon+focal": {**PAPER, "focal_weight": 10.0},
@@ -94,8 +99,9 @@ PREDICTIONS = {
 }
 
 
-def combine(y0: np.ndarray) -> dict:
+def combine(y0: np.ndarray, prediction_type: str) -> dict:
     """Class scores ``(n, K)`` from the chains' ``y0 (n, S, K)``, per rule."""
+    y0 = chain_scores(y0, prediction_type)
     if y0.shape[1] == 1:
         return {"": chain_softmax(y0[:, 0], 1.0)}
     votes = np.eye(y0.shape[2])[y0.argmax(-1)].mean(1)
@@ -247,7 +253,9 @@ def run(
             )
             for label, settings in PREDICTIONS.items():
                 clf.set_params(**settings)
-                for rule, proba in combine(clf._denoise(X_va)).items():
+                for rule, proba in combine(
+                    clf._denoise(X_va), clf.prediction_type_
+                ).items():
                     emit(
                         {
                             "dataset": name,

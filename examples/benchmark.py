@@ -28,6 +28,7 @@ epochs, all images, 5 folds).
     python examples/benchmark.py                      # Br35H, CPU defaults
     python examples/benchmark.py --scratch            # the same from scratch
     python examples/benchmark.py --full               # GPU-scale
+    python examples/benchmark.py --full --n-images 1200 --folds 3 --epochs 10 30
     python examples/benchmark.py --dataset ham10000:/data/HAM10000
     python examples/benchmark.py --dataset folder:/data/my_images --folds 3
     python examples/benchmark.py --quick              # a seconds-long smoke run
@@ -181,6 +182,8 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     for key in ("n_images", "image_size", "backbone", "folds"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
+    if args.epochs is not None:
+        s["guidance_epochs"], s["max_epochs"] = args.epochs
     X, y, names, description = load_dataset(
         args.dataset, s["n_images"], s["image_size"], args.seed
     )
@@ -334,6 +337,13 @@ def main(argv=None) -> None:
     parser.add_argument("--n-images", type=int, help="stratified subset size")
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--backbone")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=2,
+        metavar=("GUIDANCE", "DIFFUSION"),
+        help="DiffMIC's DCG and diffusion epochs (the CNN trains their sum)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmark_results"))
