@@ -45,3 +45,23 @@ def test_make_lesions_classes_differ_locally():
 def test_make_lesions_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_lesions(**{"n_samples": 10, **kwargs})
+
+
+def test_make_lesions_returns_where_the_patch_is():
+    X, y = make_lesions(20, image_size=32, random_state=0)
+    X2, y2, patches = make_lesions(
+        20, image_size=32, random_state=0, return_patches=True
+    )
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert patches.shape == (20, 4) and patches.dtype == np.int64
+    assert np.all(patches[:, 2:] == 6)  # max(5, 32 // 5)
+    # Without noise, the stripes change exactly the pixels of the patch.
+    plain, *_ = make_lesions(20, contrast=0, noise=0, random_state=0)
+    striped, _, boxes = make_lesions(20, noise=0, random_state=0, return_patches=True)
+    np.testing.assert_array_equal(boxes, patches)
+    changed = np.any(plain != striped, axis=-1)
+    for mask, (row, col, h, w) in zip(changed, boxes):
+        inside = np.zeros_like(mask)
+        inside[row : row + h, col : col + w] = True
+        assert mask[inside].mean() > 0.5 and not mask[~inside].any()

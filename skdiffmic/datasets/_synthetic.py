@@ -29,6 +29,7 @@ def make_lesions(
     contrast: float = 0.35,
     noise: float = 0.04,
     random_state=None,
+    return_patches: bool = False,
 ):
     """Make skin-lesion-like RGB images whose class is set by a small local pattern.
 
@@ -57,6 +58,9 @@ def make_lesions(
         Standard deviation of per-pixel Gaussian noise (fraction of 255).
     random_state : int, RandomState instance or None, default=None
         Seed for reproducible images.
+    return_patches : bool, default=False
+        Also return where each image's striped patch is: the ground truth of
+        where the class evidence lies (used to check explanations).
 
     Returns
     -------
@@ -64,6 +68,10 @@ def make_lesions(
         The images.
     y : ndarray of shape (n_samples,), dtype int64
         Class of each image, in ``[0, n_classes)``.
+    patches : ndarray of shape (n_samples, 4), dtype int64
+        Only with ``return_patches=True``: the striped patch of each image as
+        ``(row, col, height, width)`` in pixels (the same images and labels
+        as without it).
 
     Examples
     --------
@@ -131,4 +139,7 @@ def make_lesions(
 
     img = img + rng.normal(0, noise, size=img.shape)
     X = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    if return_patches:
+        sides = np.full(n, patch)
+        return X, y, np.stack([py, px, sides, sides], axis=1).astype(np.int64)
     return X, y
