@@ -75,3 +75,25 @@ def images():
 def fitted(images):
     X, y = images
     return tiny().fit(X, y)
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """DiffMIC fitted on 300 ``make_lesions`` images; the 100 held out.
+
+    The learning test's settings (test_learning.py), shared with the
+    pointing game of test_explain.py so that the model is fitted once.
+    """
+    from skdiffmic.datasets import make_lesions
+
+    X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
+    clf = DiffMICClassifier(
+        backbone="test_resnet",
+        hidden_dim=64,
+        guidance_epochs=6,
+        max_epochs=25,
+        batch_size=32,
+        augment=False,
+        random_state=0,
+    ).fit(X[:300], y[:300])
+    return clf, X[300:], y[300:]

@@ -33,6 +33,7 @@ PUBLIC_MODULES = (
     "skdiffmic.datasets",
     "skdiffmic.metrics",
     "skdiffmic.parallel",
+    "skdiffmic.plotting",
     "skdiffmic.weights",
 )
 
@@ -182,7 +183,15 @@ CALLABLES = documented_callables()
 
 
 def test_the_public_methods_are_found():
-    for method in ("fit", "predict", "predict_proba", "sample_proba", "save", "load"):
+    for method in (
+        "fit",
+        "predict",
+        "predict_proba",
+        "sample_proba",
+        "explain",
+        "save",
+        "load",
+    ):
         assert f"skdiffmic.DiffMICClassifier.{method}" in CALLABLES
     for method in ("fit", "predict", "predict_proba"):
         assert f"skdiffmic.baselines.TimmClassifier.{method}" in CALLABLES

@@ -3,23 +3,8 @@
 import numpy as np
 import pytest
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic.datasets import make_lesions
-
-
-@pytest.fixture(scope="module")
-def trained():
-    X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
-    clf = DiffMICClassifier(
-        backbone="test_resnet",
-        hidden_dim=64,
-        guidance_epochs=6,
-        max_epochs=25,
-        batch_size=32,
-        augment=False,
-        random_state=0,
-    ).fit(X[:300], y[:300])
-    return clf, X[300:], y[300:]
+# The fitted model is the session fixture ``trained`` of conftest.py, shared
+# with the pointing game of test_explain.py.
 
 
 @pytest.mark.slow
