@@ -13,7 +13,9 @@ augmentation) and :meth:`~skdiffmic.DiffMICClassifier.explain` is run on the
 - the same for the first window the greedy selection chose (the most
   salient one);
 - the share whose saliency maximum lies inside the patch, against chance:
-  the patch's share of the image.
+  the patch's share of the image;
+- the same for the maximum of the CAM of the class DiffMIC predicts
+  (upsampled bilinearly like the saliency map).
 
     python benchmarks/bench_pointing.py                  # seed 0, as the test
     python benchmarks/bench_pointing.py --seeds 0 1 2 3 4
@@ -35,6 +37,7 @@ ROWS = (
     ("highest-attention window overlaps the patch", "attention", "window"),
     ("first (most salient) window overlaps the patch", "first_window", "window"),
     ("saliency maximum inside the patch", "saliency", "saliency"),
+    ("predicted class's CAM maximum inside the patch", "cam", "saliency"),
 )
 
 

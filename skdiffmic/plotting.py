@@ -130,7 +130,13 @@ def _draw_bars(ax, explanation, classes):
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
-    ax.legend(fontsize=7, loc="best", frameon=False)
+    ax.legend(
+        fontsize=7,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=2,
+        frameon=False,
+    )
 
 
 def plot_explanation(clf, X, index, ax=None, *, overlay="saliency"):
