@@ -100,15 +100,18 @@ def _draw_image(ax, explanation, heat, matplotlib):
             )
         )
         ax.text(
-            col - 0.5,
-            row - 0.5,
-            f"{k}: {weight:.2f}",
+            col,
+            row,
+            str(k),
             color="white",
-            fontsize=7,
+            fontsize=8,
+            fontweight="bold",
             ha="left",
-            va="bottom",
+            va="top",
             path_effects=outline,
         )
+    weights = "  ".join(f"{k}: {w:.2f}" for k, w in enumerate(attention, start=1))
+    ax.set_xlabel(f"attention  {weights}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     return overlay
@@ -145,8 +148,8 @@ def plot_explanation(clf, X, index, ax=None, *, overlay="saliency"):
     The image as the network sees it (centre-cropped and resized), with the
     saliency map (or the predicted class's CAM) over it; the ``n_crops``
     windows of the local prior, numbered in the order they were chosen, each
-    drawn with a line width growing with its attention weight and labelled
-    ``number: weight``; and a bar chart of the global, local and fused prior
+    drawn with a line width growing with its attention weight (the weights
+    are listed under the image); and a bar chart of the global, local and fused prior
     probabilities and DiffMIC's
     :meth:`~skdiffmic.DiffMICClassifier.predict_proba` for every class. See
     :meth:`~skdiffmic.DiffMICClassifier.explain` for the quantities and

@@ -1,5 +1,6 @@
 """``DiffMICClassifier.explain``, ``plot_explanation`` and the pointing game."""
 
+import re
 import sys
 
 import numpy as np
@@ -149,7 +150,12 @@ def test_plot_explanation_draws_windows_and_bars(images, fitted, explanation, py
     order = np.argsort(explanation.attention[4])
     assert np.all(np.diff(widths[order]) >= 0)
     labels = [t.get_text() for t in image_ax.texts]
-    assert labels[0].startswith("1: ") and len(labels) == fitted.n_crops
+    assert labels == [str(k) for k in range(1, fitted.n_crops + 1)]
+    listed = re.findall(r"(\d+): ([\d.]+)", image_ax.get_xlabel())
+    assert [int(k) for k, _ in listed] == list(range(1, fitted.n_crops + 1))
+    np.testing.assert_allclose(
+        [float(w) for _, w in listed], explanation.attention[4], atol=0.006
+    )
     # Four bars (global, local, fused prior, DiffMIC) per class.
     assert len(bar_ax.patches) == 4 * len(fitted.classes_)
     assert [t.get_text() for t in bar_ax.get_yticklabels()] == list(fitted.classes_)
@@ -194,6 +200,22 @@ def test_plot_explanation_into_given_axes(images, fitted, pyplot):
         plot_explanation(fitted, X, len(X))
     with pytest.raises(ValueError, match="pair"):
         plot_explanation(fitted, X, 0, ax=axes.ravel()[:3])
+
+
+def test_grayscale_images_are_drawn_in_gray(pyplot):
+    from skdiffmic.plotting import plot_explanation
+
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, size=(16, 16, 16), dtype=np.uint8)
+    clf = tiny(max_epochs=1, n_crops=3).fit(X, np.array([0, 1] * 8))
+    explanation = clf.explain(X[:2])
+    assert explanation.images.shape == (2, 16, 16, 1)
+    _, (image_ax, _) = plot_explanation(clf, X, 1)
+    np.testing.assert_allclose(
+        image_ax.images[0].get_array(), explanation.images[1, ..., 0], atol=1e-6
+    )
+    assert image_ax.images[0].get_cmap().name == "gray"
+    assert len(image_ax.patches) == 3
 
 
 def test_plotting_without_matplotlib_names_the_extra(images, fitted, monkeypatch):
