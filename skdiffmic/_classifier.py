@@ -22,11 +22,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
-from ._diffusion import PREDICTION_TYPES, NoiseSchedule
+from ._diffusion import PREDICTION_TYPES, RESIDUAL_TYPES, NoiseSchedule
 from ._inputs import ArrayFeatures, Subset
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
-from ._sampling import Sampler, chain_softmax, fit_temperature
+from ._sampling import Sampler, chain_scores, chain_softmax, fit_temperature
 from ._training import Checkpoint, TrainConfig, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, feature_statistics
 
@@ -87,12 +87,19 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
         Noise schedule; linear is the paper's (1e-4 to 0.02).
-    prediction_type : {"sample", "epsilon", "v_prediction"}, default="sample"
+    prediction_type : {"sample", "logit_residual", "epsilon", "v_prediction"}, \
+default="sample"
         What the denoiser learns to output (diffusers' names). ``"sample"``:
         the clean label's offset from the prior, ``y_0 - p``, with the output
         layer initialised to zero, so an untrained denoiser returns the prior
         exactly and training learns where the prior is wrong; one
-        deterministic chain is enough. ``"epsilon"``: the noise, as in the
+        deterministic chain is enough. ``"logit_residual"``: a correction of
+        the prior's log-probabilities, ``y_0 = softmax(log p + output)``, also
+        zero at the start; ``y_0`` is then a probability vector, which
+        ``predict_proba`` returns as it is (at ``temperature_ = 1``), and a
+        correction moves a confident prior less than an uncertain one, so
+        the prior's ranking of the images it is sure of survives.
+        ``"epsilon"``: the noise, as in the
         paper. An error of its estimate reaches ``y_0`` multiplied by up to
         ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T``), so each
         chain's ``y_0`` is a noisy, nearly one-hot vote; use it with many
@@ -520,7 +527,7 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             crop_size=self.crop_size_,
             n_crops=self.n_crops,
             pretrained=weights,
-            zero_output=self.prediction_type == "sample",
+            zero_output=self.prediction_type in RESIDUAL_TYPES,
         )
         if previous is not None:
             guidance_model, denoiser = previous["modules"]
@@ -609,7 +616,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             y0, reference = self._denoise_rows(
                 rows, device, networks, with_features=True
             )
-            self.temperature_ = fit_temperature(y0, truth)
+            self.temperature_ = fit_temperature(
+                chain_scores(y0, self.prediction_type_), truth
+            )
             distances = density.distance(reference)
         else:
             distances = FeatureDensity.cross_fitted_distances(
@@ -772,14 +781,22 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         )
 
     def _sample_softmax(self, y0):
-        """Probabilities of each chain: ``softmax(y_0 / temperature_)``."""
-        return chain_softmax(y0, getattr(self, "temperature_", 1.0))
+        """Probabilities of each chain: ``softmax(scores / temperature_)``.
+
+        The scores are ``y_0``, or ``log y_0`` for ``"logit_residual"``
+        (:func:`skdiffmic._sampling.chain_scores`).
+        """
+        scores = chain_scores(y0, self._fitted_prediction_type())
+        return chain_softmax(scores, getattr(self, "temperature_", 1.0))
 
     def predict_proba(self, X):
         """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged.
 
         ``y_0`` is the denoised label vector of each of the ``n_samples``
-        reverse chains; the temperature is fitted on the validation hold-out
+        reverse chains (with ``prediction_type="logit_residual"``, a
+        probability vector, and the softmax is taken of ``log y_0``: at
+        ``temperature_ = 1`` the chains' ``y_0`` themselves are averaged); the
+        temperature is fitted on the validation hold-out
         when ``validation_fraction`` is set (else 1). ``predict`` is the
         argmax of these probabilities.
 
@@ -829,7 +846,8 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         samples : ndarray of shape (n_images, n_samples, n_classes)
-            ``softmax(y_0 / temperature_)`` of every chain (their mean over
+            ``softmax(y_0 / temperature_)`` (``log y_0`` for
+            ``"logit_residual"``) of every chain (their mean over
             the chains is ``predict_proba``). Reproducible: each image's noise
             comes from ``random_state`` and the image itself.
         """
@@ -978,6 +996,70 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 guidance_model(x)[which[granularity]].to(torch.float64).softmax(-1)
             ),
         )
+
+    def explain(self, X):
+        """Where the guidance model looked: maps, windows, attention, priors.
+
+        For every image, what the DCG model computes on the way to its priors
+        (see :doc:`/user_guide/explanations` for how to read it, and
+        :func:`skdiffmic.plotting.plot_explanation` to draw it). Coordinates
+        are pixels of the network input: the image centre-cropped to a square
+        and resized to ``image_size_``, returned as ``images``. Each image is
+        explained on its own, so the result does not depend on the batch or
+        on the order of the rows.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        explanation : sklearn.utils.Bunch
+            With ``n`` the number of images, ``S = image_size_``, ``K`` the
+            number of classes and ``(h, w)`` the CAM's feature-map size:
+
+            - ``images``: ndarray (n, S, S, C), the network input in [0, 1]
+              (before normalisation);
+            - ``saliency``: ndarray (n, S, S), the per-class min-max
+              normalised CAMs summed, upsampled bilinearly to the input and
+              scaled to [0, 1] per image (the map the windows are chosen on);
+            - ``cams``: ndarray (n, K, h, w), the class activation maps (their
+              spatial mean is the global prior's logit of each class);
+            - ``windows``: ndarray (n, n_crops, 4) of int, the ROI windows as
+              ``(row, col, height, width)`` in input pixels, in the order the
+              greedy selection chose them;
+            - ``attention``: ndarray (n, n_crops), the gated-attention weight
+              of each window in the local prior; rows sum to 1;
+            - ``prior_global``, ``prior_local``, ``prior_fused``: ndarrays
+              (n, K), the priors' probabilities (``prior_fused`` is
+              :meth:`predict_prior_proba`);
+            - ``proba``: ndarray (n, K), :meth:`predict_proba`.
+
+        Raises
+        ------
+        ValueError
+            In the tabular mode, which has no maps or windows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdiffmic import DiffMICClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
+        >>> y = np.array([0, 1] * 10)
+        >>> clf = DiffMICClassifier(backbone="test_resnet", hidden_dim=32,
+        ...                         max_epochs=1, guidance_epochs=1,
+        ...                         batch_size=10, random_state=0).fit(X, y)
+        >>> explanation = clf.explain(X[:3])
+        >>> explanation.saliency.shape, explanation.windows.shape
+        ((3, 16, 16), (3, 6, 4))
+        >>> np.allclose(explanation.attention.sum(axis=1), 1)
+        True
+        """
+        from ._explain import explain
+
+        return explain(self, X)
 
     # ---------------------------------------------------------------- saving --
     def save(self, path):

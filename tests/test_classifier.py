@@ -12,6 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdiffmic import DiffMICClassifier
+from skdiffmic._diffusion import PREDICTION_TYPES
 from tests.conftest import tiny
 
 
@@ -294,11 +295,13 @@ def test_stochastic_and_deterministic_ddim_and_ddpm_chains(images, fitted):
         fitted.set_params(**saved)
 
 
-def test_an_untrained_sample_head_returns_the_prior_exactly(images):
-    # The "sample" head outputs y_0 - p and starts at zero: until it has
-    # learnt something, every reverse chain ends at the prior.
+@pytest.mark.parametrize("kind", ["sample", "logit_residual"])
+def test_an_untrained_residual_head_returns_the_prior_exactly(images, kind):
+    # The "sample" head outputs y_0 - p, the "logit_residual" head a
+    # correction of log p; both start at zero: until they have learnt
+    # something, every reverse chain ends at the prior.
     X, y = images
-    fresh = tiny(prediction_type="sample", max_epochs=1).fit(X, y)
+    fresh = tiny(prediction_type=kind, max_epochs=1).fit(X, y)
     torch.nn.init.zeros_(fresh.denoiser_.out.weight)
     torch.nn.init.zeros_(fresh.denoiser_.out.bias)
     prior = fresh.predict_prior_proba(X)
@@ -313,9 +316,12 @@ def test_an_untrained_sample_head_returns_the_prior_exactly(images):
             y0, np.repeat(prior[:, None], y0.shape[1], 1), atol=1e-5
         )
         np.testing.assert_array_equal(fresh.predict(X), fresh.classes_[prior.argmax(1)])
+    if kind == "logit_residual":
+        # Its y_0 is a probability vector: at T = 1 predict_proba returns it.
+        np.testing.assert_allclose(fresh.predict_proba(X), prior, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("kind", PREDICTION_TYPES)
 def test_every_prediction_type_fits_and_predicts(images, kind):
     X, y = images
     clf = tiny(
