@@ -158,7 +158,7 @@ class NoiseSchedule:
         zero means "the prior is right"). ``"v_prediction"``: ``v = sqrt(abar_t)
         eps - sqrt(1 - abar_t) (y_0 - p)`` (Salimans & Ho 2022, on ``z = y - p``).
         ``"logit_residual"`` has no target in output space (its output is a
-        correction of ``log p``): see :meth:`training_pair`.
+        correction of ``log p``): see :meth:`training_loss`.
         """
         if prediction_type == "epsilon":
             return noise
@@ -169,13 +169,28 @@ class NoiseSchedule:
             return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
         raise ValueError(_unknown_prediction_type(prediction_type))
 
+    def training_loss(self, output, y0, prior, t, noise, prediction_type="epsilon"):
+        """Per-row loss ``(B,)`` of the denoiser's ``output`` for ``y_t``.
+
+        The squared error against :meth:`target`, averaged over the classes,
+        except for ``"logit_residual"``: the log-loss of the corrected prior
+        ``softmax(log p + output)`` against the clean label. Its gradient with
+        respect to the output is ``y0_hat - y_0``, as the squared error's is for
+        ``"sample"``; the squared error of ``y0_hat`` would shrink it by the
+        softmax's slope (about ``1 / K`` for a flat prior over ``K`` classes).
+        """
+        if prediction_type == "logit_residual":
+            log_y0 = (prior.clamp_min(1e-12).log() + output).log_softmax(-1)
+            return -(y0 * log_y0).sum(-1)
+        goal = self.target(y0, prior, t, noise, prediction_type)
+        return (output - goal).pow(2).mean(-1)
+
     def training_pair(self, output, y0, prior, t, noise, prediction_type="epsilon"):
-        """``(prediction, goal)`` whose squared difference trains the denoiser.
+        """``(prediction, goal)``, whose distributions the MMD term compares.
 
         ``output`` against :meth:`target` for every type but
-        ``"logit_residual"``, which compares its ``y_0`` estimate
-        ``softmax(log p + output)`` with the clean label ``y_0`` (a Brier score
-        of the corrected prior).
+        ``"logit_residual"``, whose ``y_0`` estimate ``softmax(log p +
+        output)`` is compared with the clean label ``y_0``.
         """
         if prediction_type == "logit_residual":
             return logit_residual_y0(prior, output), y0

@@ -203,15 +203,14 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def _weighted_mse(pred, target, weights=None):
-    """MSE over the batch; with per-row ``weights``, their weighted mean.
+def _weighted_mean(per_row, weights=None):
+    """Mean of per-row losses; with per-row ``weights``, their weighted mean.
 
     Normalised by the sum of the weights (as ``cross_entropy`` does with
     ``weight``).
     """
     if weights is None:
-        return F.mse_loss(pred, target)
-    per_row = (pred - target).pow(2).mean(-1)
+        return per_row.mean()
     return (weights * per_row).sum() / weights.sum().clamp_min(1e-12)
 
 
@@ -400,8 +399,8 @@ def fit_diffmic(
                     features = denoiser.encode(x)
                     y_t = schedule.q_sample(y0, priors[0], t, eps)
                     out = denoiser.head(features, y_t, priors[0], t).float()
-                    out, goal = schedule.training_pair(out, y0, priors[0], t, eps, kind)
-                    mse = _weighted_mse(out, goal, weights)
+                    per_row = schedule.training_loss(out, y0, priors[0], t, eps, kind)
+                    mse = _weighted_mean(per_row, weights)
                     mmd = torch.zeros((), device=device)
                     if dual:
                         # The global and local paths share the noise draw; MMD

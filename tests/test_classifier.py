@@ -239,7 +239,10 @@ def test_class_weight_weighs_the_guidance_loss_as_expected(monkeypatch):
 
 
 def test_weighted_mse_is_a_class_weighted_mean():
-    from skdiffmic._training import _row_weights, _weighted_mse
+    from skdiffmic._training import _row_weights, _weighted_mean
+
+    def _weighted_mse(pred, target, weights):
+        return _weighted_mean((pred - target).pow(2).mean(-1), weights)
 
     pred, target = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [0, 0]])
     labels = torch.tensor([0, 1, 1])

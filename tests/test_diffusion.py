@@ -118,6 +118,18 @@ def test_logit_residual_corrects_the_prior_in_log_space(schedule):
     pred, goal = schedule.training_pair(output, y0, prior, t, eps, "logit_residual")
     np.testing.assert_allclose(pred, q, atol=1e-12)
     np.testing.assert_array_equal(goal, y0)
+    # It trains on the log-loss of y0_hat, whose gradient is y0_hat - y_0.
+    output.requires_grad_(True)
+    loss = schedule.training_loss(output, y0, prior, t, eps, "logit_residual")
+    np.testing.assert_allclose(loss.detach(), -(y0 * q.log()).sum(-1), atol=1e-12)
+    loss.sum().backward()
+    np.testing.assert_allclose(output.grad, q - y0, atol=1e-12)
+    # The other types: the squared error against their target.
+    out = torch.zeros_like(y0)
+    for kind in ("epsilon", "sample"):
+        goal = schedule.target(y0, prior, t, eps, kind)
+        loss = schedule.training_loss(out, y0, prior, t, eps, kind)
+        np.testing.assert_allclose(loss, goal.pow(2).mean(-1), atol=1e-12)
     # A correction of the same size moves a confident prior less.
     sure = torch.tensor([[0.99, 0.01], [0.6, 0.4]], dtype=torch.float64)
     moved = logit_residual_y0(sure, torch.tensor([[-0.5, 0.5]] * 2).double())
