@@ -105,8 +105,8 @@ right.legend(title="true class")
 fig.tight_layout()
 
 # %%
-# The denoiser predicts the label's offset from the prior
-# (``prediction_type="sample"``) and starts at zero, so before it has learnt
+# The denoiser predicts a correction of the prior's log-probabilities
+# (``prediction_type="logit_residual"``) and starts at zero, so before it has learnt
 # anything the diffusion returns the prior; with training it moves the points
 # off the diagonal where the prior was wrong. At this small scale the gain
 # can go either way from one run to the next; the benchmarks measure it on

@@ -87,19 +87,19 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
         Noise schedule; linear is the paper's (1e-4 to 0.02).
-    prediction_type : {"sample", "logit_residual", "epsilon", "v_prediction"}, \
-default="sample"
-        What the denoiser learns to output (diffusers' names). ``"sample"``:
-        the clean label's offset from the prior, ``y_0 - p``, with the output
-        layer initialised to zero, so an untrained denoiser returns the prior
-        exactly and training learns where the prior is wrong; one
-        deterministic chain is enough. ``"logit_residual"``: a correction of
-        the prior's log-probabilities, ``y_0 = softmax(log p + output)``, also
-        zero at the start; ``y_0`` is then a probability vector, which
-        ``predict_proba`` returns as it is (at ``temperature_ = 1``), and a
-        correction moves a confident prior less than an uncertain one, so
-        the prior's ranking of the images it is sure of survives.
-        ``"epsilon"``: the noise, as in the
+    prediction_type : {"logit_residual", "sample", "epsilon", "v_prediction"}, \
+default="logit_residual"
+        What the denoiser learns to output. ``"logit_residual"``: a
+        correction of the prior's log-probabilities, ``y_0 = softmax(log p +
+        output)``, trained on the log-loss of that ``y_0``; its output layer
+        starts at zero, so an untrained denoiser returns the prior exactly and
+        training learns where the prior is wrong. ``y_0`` is a probability
+        vector, which ``predict_proba`` returns as it is (at ``temperature_ =
+        1``), and a correction moves a confident prior less than an uncertain
+        one. One deterministic chain is enough. ``"sample"`` (diffusers'
+        name): the clean label's offset from the prior, ``y_0 - p``, trained
+        on its squared error, also zero at the start. ``"epsilon"``: the
+        noise, as in the
         paper. An error of its estimate reaches ``y_0`` multiplied by up to
         ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T``), so each
         chain's ``y_0`` is a noisy, nearly one-hot vote; use it with many
@@ -369,7 +369,7 @@ default="sample"
         crop_size=None,
         n_timesteps=1000,
         beta_schedule="linear",
-        prediction_type="sample",
+        prediction_type="logit_residual",
         sampler="ddim",
         n_inference_steps=10,
         eta=0.0,
