@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument(
         "--prediction-type",
         default="epsilon",
-        choices=["epsilon", "sample", "v_prediction"],
+        choices=["epsilon", "sample", "logit_residual", "v_prediction"],
         help="the denoiser's target (the tables in docs/benchmarks.md: epsilon)",
     )
     args = parser.parse_args()

@@ -148,9 +148,9 @@ def main(argv=None) -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
         "--prediction-type",
-        default="sample",
-        choices=["sample", "epsilon", "v_prediction"],
-        help="the denoiser's target (the estimator's default: sample)",
+        default="logit_residual",
+        choices=["logit_residual", "sample", "epsilon", "v_prediction"],
+        help="the denoiser's target (the estimator's default: logit_residual)",
     )
     parser.add_argument(
         "--denoiser-init",
