@@ -180,7 +180,7 @@ class NoiseSchedule:
         softmax's slope (about ``1 / K`` for a flat prior over ``K`` classes).
         """
         if prediction_type == "logit_residual":
-            log_y0 = (prior.clamp_min(1e-12).log() + output).log_softmax(-1)
+            log_y0 = _corrected_logits(prior, output).log_softmax(-1)
             return -(y0 * log_y0).sum(-1)
         goal = self.target(y0, prior, t, noise, prediction_type)
         return (output - goal).pow(2).mean(-1)
@@ -219,9 +219,10 @@ class NoiseSchedule:
             eps = output
             z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
         elif prediction_type in RESIDUAL_TYPES:
-            z0 = output
             if prediction_type == "logit_residual":
                 z0 = logit_residual_y0(prior, output) - prior
+            else:
+                z0 = output
             eps = (z - a.sqrt() * z0) / (1 - a).sqrt()
         elif prediction_type == "v_prediction":
             z0 = a.sqrt() * z - (1 - a).sqrt() * output
@@ -285,9 +286,14 @@ def logit_residual_y0(prior, output):
 
     A correction of a given size moves a confident prior (p near 0 or 1) far
     less than an uncertain one, so the ranking of the prior's confident rows
-    survives a small correction; ``p`` is floored at 1e-12 before the log.
+    survives a small correction.
     """
-    return (prior.clamp_min(1e-12).log() + output).softmax(-1)
+    return _corrected_logits(prior, output).softmax(-1)
+
+
+def _corrected_logits(prior, output):
+    """``log p + output``, with ``p`` floored at 1e-12 before the log."""
+    return prior.clamp_min(1e-12).log() + output
 
 
 def _unknown_prediction_type(name) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._dicom import check_window, is_dicom, probe_dicom, read_dicom
+from ._dicom import is_dicom, probe_dicom, read_dicom
 
 __all__ = [
     "GRAY_MODES",
@@ -136,7 +136,7 @@ def read_image(
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}.")
     if is_dicom(_existing(path)):
-        pixels = read_dicom(path, check_window(dicom_window))
+        pixels = read_dicom(path, dicom_window)
         if pixels.ndim == 2:
             pixels = pixels[..., None]
         elif channels == 1:
