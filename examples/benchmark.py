@@ -13,7 +13,8 @@ default, stratified k-fold cross-validation of
 
 Every model sees the same folds. Prints a table (mean +- sd over folds) of
 accuracy, macro-F1, quadratic-weighted kappa, ROC AUC, fit time and predict
-time per image, and writes ``results.csv`` (one row per fold and model),
+time per image, and writes ``results.csv`` (one row per fold and model,
+rewritten after every fold so that a stopped run keeps its finished folds),
 ``summary.csv`` and ``benchmark.png`` (metric bars with error bars and
 DiffMIC's confusion matrix summed over folds) to ``--out``.
 
@@ -238,6 +239,8 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         confusion = confusion + confusion_matrix(
             y[test], diffmic.classes_[proba.argmax(1)], labels=diffmic.classes_
         )
+        # Finished folds survive a run that is stopped part-way.
+        pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)
         last = pd.DataFrame(rows[-3:]).set_index("model")[list(METRICS)]
         print(f"{tag} done\n{last.round(3).to_string()}\n", flush=True)
     info = dict(confusion=confusion, names=names, settings=s, description=description)
@@ -351,9 +354,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
     table, info = run(args)
     summary = summarise(table)
-    args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "results.csv", index=False)
     summary.to_csv(args.out / "summary.csv")
     plot(summary, info["confusion"], info["names"], args.out / "benchmark.png")
