@@ -10,7 +10,8 @@ their own seed. On that split the script fits
   backbone for the same total epochs, image size and augmentation);
 * DiffMIC once per *training* configuration (prediction parameterisation,
   the denoiser's encoder initialisation, the focal loss weight, the MMD
-  weight, the split of epochs between DCG warm-up and diffusion);
+  weight, the split of epochs between DCG warm-up and diffusion, the
+  saliency the DCG's windows are chosen on);
 
 and scores every DiffMIC fit with its own DCG prior and with several
 *prediction* settings of the same fitted model (``clip_sample``, DDIM or the
@@ -67,7 +68,11 @@ COMMON = dict(backbone="resnet10t", batch_size=32)
 # Training configurations: overrides of the estimator's parameters. "paper" is
 # the MICCAI 2023 configuration (noise prediction, denoiser from scratch).
 PAPER = dict(
-    prediction_type="epsilon", denoiser_init="scratch", focal_weight=0.0, mmd_weight=0.5
+    prediction_type="epsilon",
+    denoiser_init="scratch",
+    focal_weight=0.0,
+    mmd_weight=0.5,
+    crop_saliency="sum",
 )
 CONFIGS = {
     "paper": PAPER,
@@ -78,6 +83,18 @@ CONFIGS = {
         **PAPER,
         "prediction_type": "logit_residual",
         "denoiser_init": "guidance",
+    },
+    "logit+init+predicted": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "predicted",
+    },
+    "logit+init+per_class": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
     },
     "epsilon+init": {**PAPER, "denoiser_init": "guidance"},
     "sample+focal": {**PAPER, "prediction_type": "sample", "focal_weight": 10.0},

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
 from ._diffusion import PREDICTION_TYPES, RESIDUAL_TYPES, NoiseSchedule
+from ._guidance import CROP_SALIENCY
 from ._inputs import ArrayFeatures, Subset
 from ._networks import build_networks
 from ._persist import load_estimator, save_estimator
@@ -83,6 +84,15 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     crop_size : int or None, default=None
         Side of the ROI windows in pixels; ``None`` scales the paper's
         32 px at 224 px to ``image_size`` (at least 4 px).
+    crop_saliency : {"sum", "predicted", "per_class"}, default="sum"
+        The saliency map the ROI windows are chosen on. ``"sum"`` (the
+        paper's, from GMIC): the per-class min-max normalised CAMs, summed.
+        ``"predicted"``: the same maps weighted by the global prior's class
+        probabilities. ``"per_class"``: each class's own map in turn, most
+        probable class first (window ``i`` on the ``i % n_classes``-th).
+        With two classes and a softmax the two CAMs are close to mirror
+        images, so their sum is nearly flat and ``"sum"`` places the windows
+        almost at random.
     n_timesteps : int, default=1000
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
@@ -323,6 +333,7 @@ default="logit_residual"
         "augment": ["boolean", dict],
         "n_crops": [Interval(Integral, 1, None, closed="left")],
         "crop_size": [Interval(Integral, 1, None, closed="left"), None],
+        "crop_saliency": [StrOptions(set(CROP_SALIENCY))],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
         "beta_schedule": [StrOptions({"linear", "cosine"})],
         "prediction_type": [StrOptions(set(PREDICTION_TYPES))],
@@ -367,6 +378,7 @@ default="logit_residual"
         augment=True,
         n_crops=6,
         crop_size=None,
+        crop_saliency="sum",
         n_timesteps=1000,
         beta_schedule="linear",
         prediction_type="logit_residual",
@@ -407,6 +419,7 @@ default="logit_residual"
         self.augment = augment
         self.n_crops = n_crops
         self.crop_size = crop_size
+        self.crop_saliency = crop_saliency
         self.n_timesteps = n_timesteps
         self.beta_schedule = beta_schedule
         self.prediction_type = prediction_type
@@ -526,6 +539,7 @@ default="logit_residual"
             image_size=self.image_size_,
             crop_size=self.crop_size_,
             n_crops=self.n_crops,
+            crop_saliency=self.crop_saliency,
             pretrained=weights,
             zero_output=self.prediction_type in RESIDUAL_TYPES,
         )
@@ -1021,9 +1035,10 @@ default="logit_residual"
 
             - ``images``: ndarray (n, S, S, C), the network input in [0, 1]
               (before normalisation);
-            - ``saliency``: ndarray (n, S, S), the per-class min-max
-              normalised CAMs summed, upsampled bilinearly to the input and
-              scaled to [0, 1] per image (the map the windows are chosen on);
+            - ``saliency``: ndarray (n, S, S), the map the first window was
+              chosen on (see ``crop_saliency``: with ``"sum"``, the per-class
+              min-max normalised CAMs summed), upsampled bilinearly to the
+              input and scaled to [0, 1] per image;
             - ``cams``: ndarray (n, K, h, w), the class activation maps (their
               spatial mean is the global prior's logit of each class);
             - ``windows``: ndarray (n, n_crops, 4) of int, the ROI windows as

@@ -1,8 +1,9 @@
 """Per-image explanations: what the guidance (DCG) model looked at.
 
 The DCG model computes, on the way to its priors, one class activation map
-(CAM) per class, the saliency map that sums them, the ``n_crops`` windows
-chosen greedily on that map and the gated-attention weight of each window.
+(CAM) per class, the saliency map made from them (see ``crop_saliency``), the
+``n_crops`` windows chosen greedily on it and the gated-attention weight of
+each window.
 :func:`explain` collects them for every image of ``X``, batch by batch with
 the estimator's own preprocessing, together with the three priors and the
 diffusion's probabilities.
@@ -16,7 +17,6 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from ._guidance import saliency_map
 from ._training import autocast
 
 __all__ = [
@@ -28,16 +28,15 @@ __all__ = [
 ]
 
 
-def normalised_saliency(cam: torch.Tensor, size) -> torch.Tensor:
-    """The saliency map of ``cam`` at ``size``, min-max scaled per image.
+def normalised_saliency(maps: torch.Tensor, size) -> torch.Tensor:
+    """Maps at ``size``, min-max scaled per image.
 
-    The summed per-class min-max normalised CAMs (:func:`saliency_map`) are
-    upsampled bilinearly to ``size`` (as the window selection does) and then
-    scaled to [0, 1] image by image; a flat map becomes all zeros.
-    ``(B, K, h, w) -> (B, H, W)``, float64.
+    ``maps`` (one per image) are upsampled bilinearly to ``size`` (as the
+    window selection does) and then scaled to [0, 1] image by image; a flat
+    map becomes all zeros. ``(B, h, w) -> (B, H, W)``, float64.
     """
     sal = F.interpolate(
-        saliency_map(cam.float())[:, None],
+        maps.float()[:, None],
         size=tuple(size),
         mode="bilinear",
         align_corners=False,
@@ -57,7 +56,7 @@ def class_maps(cams: np.ndarray, classes, size) -> np.ndarray:
     """
     cams = np.asarray(cams)
     picked = cams[np.arange(len(cams)), np.asarray(classes)]
-    return normalised_saliency(torch.from_numpy(picked)[:, None], size).numpy()
+    return normalised_saliency(torch.from_numpy(picked), size).numpy()
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -97,7 +96,7 @@ def explain(clf, X) -> Bunch:
         corners = details["corners"].cpu().to(torch.int64)
         sides = torch.full_like(corners, crop)
         parts["images"].append(raw.permute(0, 2, 3, 1).float())
-        parts["saliency"].append(normalised_saliency(details["cam"], size).cpu())
+        parts["saliency"].append(normalised_saliency(details["saliency"], size).cpu())
         parts["cams"].append(details["cam"].to(torch.float64).cpu())
         parts["windows"].append(torch.cat([corners, sides], -1))
         parts["attention"].append(details["attention"].to(torch.float64).cpu())

@@ -4,10 +4,15 @@ A GMIC-style network (Shen et al. 2021) giving two coarse predictions:
 
 * global: backbone feature map -> 1x1 conv -> one class activation map (CAM) per
   class -> top-t% mean of each CAM = global logits ``y_g``;
-* local: the CAMs, min-max normalised per class and summed, form a saliency map;
-  ``n_crops`` windows are chosen greedily on it (highest mean saliency, mask it,
-  repeat), cut from the input image (all channels), encoded by a second CNN and
-  pooled by gated attention (Ilse et al. 2018) into the local logits ``y_l``.
+* local: ``n_crops`` windows are chosen greedily on saliency maps made from the
+  CAMs (highest mean saliency, mask it, repeat), cut from the input image (all
+  channels), encoded by a second CNN and pooled by gated attention (Ilse et al.
+  2018) into the local logits ``y_l``. The saliency (``crop_saliency``) is
+  GMIC's sum of the per-class min-max normalised CAMs (``"sum"``), that sum
+  weighted by the global prediction (``"predicted"``), or each class's own map
+  in turn, most probable class first (``"per_class"``). With two classes and a
+  softmax the two CAMs are close to mirror images, their normalised sum is
+  nearly flat, and ``"sum"`` places the windows almost at random.
 
 The fused prior is ``(y_g + y_l) / 2``.
 """
@@ -24,10 +29,13 @@ from torch import nn
 from ._backbones import create_feature_encoder, create_pooled_encoder
 
 __all__ = [
+    "CROP_SALIENCY",
     "DCGModel",
     "GatedAttention",
     "GuidanceOutput",
+    "crop_maps",
     "cut_crops",
+    "normalised_cams",
     "saliency_map",
     "select_windows",
     "top_t_aggregate",
@@ -54,23 +62,58 @@ def top_t_aggregate(cam: torch.Tensor, top_t: float = 1.0) -> torch.Tensor:
     return flat.topk(k, dim=-1).values.mean(-1)
 
 
-def saliency_map(cam: torch.Tensor) -> torch.Tensor:
-    """Per-class min-max normalised CAMs, summed: ``(B, K, h, w) -> (B, h, w)``."""
+CROP_SALIENCY = ("sum", "predicted", "per_class")
+
+
+def normalised_cams(cam: torch.Tensor) -> torch.Tensor:
+    """Each class's CAM min-max normalised to [0, 1]: ``(B, K, h, w)``."""
     flat = cam.flatten(2)
     lo = flat.min(-1, keepdim=True).values
     hi = flat.max(-1, keepdim=True).values
-    norm = (flat - lo) / (hi - lo).clamp_min(1e-12)
-    return norm.sum(1).view(cam.shape[0], *cam.shape[2:])
+    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(cam)
+
+
+def saliency_map(cam: torch.Tensor, weights: torch.Tensor | None = None):
+    """Per-class min-max normalised CAMs, summed: ``(B, K, h, w) -> (B, h, w)``.
+
+    With ``weights (B, K)`` the sum is weighted (by the predicted class
+    probabilities, for ``crop_saliency="predicted"``).
+    """
+    norm = normalised_cams(cam)
+    if weights is None:
+        return norm.sum(1)
+    return (norm * weights[:, :, None, None]).sum(1)
+
+
+def crop_maps(cam: torch.Tensor, logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """The saliency maps the windows are chosen on: ``(B, M, h, w)``.
+
+    Window ``i`` is chosen on map ``i % M`` (see :func:`select_windows`).
+    ``"sum"`` and ``"predicted"`` give one map; ``"per_class"`` gives the
+    normalised CAMs ordered by decreasing ``softmax(logits)``, so that the
+    windows go round the classes, most probable first.
+    """
+    if mode == "sum":
+        return saliency_map(cam)[:, None]
+    proba = logits.float().softmax(-1)
+    if mode == "predicted":
+        return saliency_map(cam, proba)[:, None]
+    if mode == "per_class":
+        order = proba.argsort(-1, descending=True)
+        index = order[:, :, None, None].expand_as(cam)
+        return normalised_cams(cam).gather(1, index)
+    raise ValueError(f"crop_saliency must be one of {CROP_SALIENCY}, got {mode!r}.")
 
 
 def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: int):
-    """Greedy ROI selection on a saliency map.
+    """Greedy ROI selection on saliency maps.
 
-    The map is upsampled (bilinear) to the image resolution; each of the
-    ``n_crops`` rounds takes the ``crop_size`` window with the highest saliency
-    sum (found for all windows at once from an integral image), then zeroes
-    that window so that the next round looks elsewhere. Vectorised over the
-    batch.
+    ``saliency`` is one map per image ``(B, h, w)`` or several ``(B, M, h, w)``;
+    round ``i`` uses map ``i % M``. The maps are upsampled (bilinear) to the
+    image resolution; each of the ``n_crops`` rounds takes the ``crop_size``
+    window with the highest saliency sum (found for all windows at once from an
+    integral image), then zeroes that window in every map so that the next
+    round looks elsewhere. Vectorised over the batch.
 
     Returns
     -------
@@ -81,19 +124,18 @@ def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: in
     c = int(crop_size)
     if c > height or c > width:
         raise ValueError(f"crop_size={c} is larger than the image ({height}x{width}).")
+    maps = saliency[:, None] if saliency.dim() == 3 else saliency
     sal = F.interpolate(
-        saliency[:, None].float(),
-        size=(height, width),
-        mode="bilinear",
-        align_corners=False,
-    )[:, 0].double()
-    batch = sal.shape[0]
+        maps.float(), size=(height, width), mode="bilinear", align_corners=False
+    ).double()
+    batch, n_maps = sal.shape[:2]
     n_rows, n_cols = height - c + 1, width - c + 1
-    rows = torch.arange(height, device=sal.device).view(1, -1, 1)
-    cols = torch.arange(width, device=sal.device).view(1, 1, -1)
+    rows = torch.arange(height, device=sal.device).view(1, 1, -1, 1)
+    cols = torch.arange(width, device=sal.device).view(1, 1, 1, -1)
     corners = []
-    for _ in range(n_crops):
-        integral = F.pad(sal.cumsum(1).cumsum(2), (1, 0, 1, 0))
+    for i in range(n_crops):
+        current = sal[:, i % n_maps]
+        integral = F.pad(current.cumsum(1).cumsum(2), (1, 0, 1, 0))
         sums = (
             integral[:, c:, c:]
             - integral[:, :-c, c:]
@@ -103,12 +145,8 @@ def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: in
         best = sums[:, :n_rows, :n_cols].reshape(batch, -1).argmax(1)
         r, q = best // n_cols, best % n_cols
         corners.append(torch.stack([r, q], 1))
-        inside = (
-            (rows >= r.view(-1, 1, 1))
-            & (rows < r.view(-1, 1, 1) + c)
-            & (cols >= q.view(-1, 1, 1))
-            & (cols < q.view(-1, 1, 1) + c)
-        )
+        r4, q4 = r.view(-1, 1, 1, 1), q.view(-1, 1, 1, 1)
+        inside = (rows >= r4) & (rows < r4 + c) & (cols >= q4) & (cols < q4 + c)
         sal = sal.masked_fill(inside, 0.0)
     return torch.stack(corners, 1)
 
@@ -161,6 +199,8 @@ class DCGModel(nn.Module):
         Local weights file loaded into both encoders.
     top_t : float
         Fraction of CAM cells averaged into the global logits.
+    crop_saliency : {"sum", "predicted", "per_class"}
+        The saliency the windows are chosen on (see :func:`crop_maps`).
     """
 
     def __init__(
@@ -175,8 +215,14 @@ class DCGModel(nn.Module):
         pretrained=False,
         top_t: float = 1.0,
         attn_dim: int = 128,
+        crop_saliency: str = "sum",
     ):
         super().__init__()
+        if crop_saliency not in CROP_SALIENCY:
+            raise ValueError(
+                f"crop_saliency must be one of {CROP_SALIENCY}, got {crop_saliency!r}."
+            )
+        self.crop_saliency = crop_saliency
         self.crop_size = int(crop_size)
         self.n_crops = int(n_crops)
         self.top_t = float(top_t)
@@ -194,9 +240,8 @@ class DCGModel(nn.Module):
         cam = self.cam_head(self.global_encoder(x)[-1])
         y_global = top_t_aggregate(cam, self.top_t)
         with torch.no_grad():
-            corners = select_windows(
-                saliency_map(cam.detach()), x.shape[-2:], self.crop_size, self.n_crops
-            )
+            maps = crop_maps(cam.detach(), y_global.detach(), self.crop_saliency)
+            corners = select_windows(maps, x.shape[-2:], self.crop_size, self.n_crops)
         crops = cut_crops(x, corners, self.crop_size)
         batch = x.shape[0]
         h = self.local_encoder(crops.flatten(0, 1)).view(batch, self.n_crops, -1)
@@ -204,5 +249,6 @@ class DCGModel(nn.Module):
         y_local = self.local_head(z)
         out = GuidanceOutput((y_global + y_local) / 2, y_global, y_local)
         if return_details:
-            return out, {"cam": cam, "corners": corners, "attention": attn}
+            details = {"cam": cam, "saliency": maps[:, 0], "corners": corners}
+            return out, {**details, "attention": attn}
         return out

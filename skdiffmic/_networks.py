@@ -59,6 +59,7 @@ def build_networks(
     image_size: int | None = None,
     crop_size: int | None = None,
     n_crops: int = 6,
+    crop_saliency: str = "sum",
     pretrained=False,
     zero_output: bool = False,
 ) -> tuple[nn.Module, ConditionalDenoiser]:
@@ -80,6 +81,7 @@ def build_networks(
                 image_size=image_size,
                 crop_size=crop_size,
                 n_crops=n_crops,
+                crop_saliency=crop_saliency,
                 pretrained=pretrained,
             )
             encoder, feat_dim = create_pooled_encoder(

@@ -27,10 +27,10 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
-# asks for a refit.
-_READABLE = (1, 2, 3)
+# asks for a refit. Version 4 added the crop_saliency parameter.
+_READABLE = (1, 2, 3, 4)
 _ATTRIBUTES = (
     "tabular_",
     "prediction_type_",
@@ -168,6 +168,9 @@ def load_estimator(cls, path):
         # whose defaults have changed since: the denoiser predicts the noise.
         for name, value in _PAPER_TRAINING.items():
             params.setdefault(name, value)
+    if document["version"] < 4:
+        # Windows were chosen on the summed CAMs before crop_saliency existed.
+        params.setdefault("crop_saliency", "sum")
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
     estimator = cls(**params)
@@ -211,6 +214,7 @@ def load_estimator(cls, path):
         image_size=estimator.image_size_,
         crop_size=estimator.crop_size_,
         n_crops=estimator.n_crops,
+        crop_saliency=estimator.crop_saliency,
         pretrained=False,
     )
     for name, module in (("guidance_model_", guidance_model), ("denoiser_", denoiser)):

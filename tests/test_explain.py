@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from skdiffmic._explain import pointing_chance, pointing_game
+from skdiffmic._explain import class_maps, pointing_chance, pointing_game
 from skdiffmic.datasets import make_lesions
 from tests.conftest import tiny
 
@@ -90,6 +90,18 @@ def test_windows_follow_the_saliency(explanation):
     for i, (row, col, h, w) in enumerate(first):
         inside = sal[i, row : row + h, col : col + w].mean()
         assert inside >= sal[i].mean()
+
+
+def test_per_class_saliency_is_the_global_predictions_cam(images):
+    # With crop_saliency="per_class" the first window is chosen on the CAM of
+    # the class the global prior ranks first; that is the map explain returns.
+    X, y = images
+    clf = tiny(crop_saliency="per_class").fit(X, y)
+    explanation = clf.explain(X)
+    size = explanation.saliency.shape[1:]
+    first = explanation.prior_global.argmax(1)
+    expected = class_maps(explanation.cams, first, size)
+    np.testing.assert_allclose(explanation.saliency, expected, atol=TOL)
 
 
 def test_batch_and_order_invariance(images, fitted, explanation):

@@ -121,6 +121,38 @@ def test_class_weight_dict_keeps_its_label_types(tmp_path):
     }
 
 
+def test_a_version_3_file_chooses_its_windows_on_the_summed_cams(tmp_path):
+    # Format 3 had no crop_saliency: its models chose windows on the summed
+    # CAMs, and load as "sum" whatever the current default is.
+    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    clf = tiny(crop_saliency="sum").fit(X, y)
+    path = tmp_path / "m.safetensors"
+    clf.save(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["skdiffmic"])
+    del document["params"]["crop_saliency"]
+    document["version"] = 3
+    save_file(
+        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
+    )
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.crop_saliency == "sum"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_crop_saliency_is_saved(tmp_path):
+    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    clf = tiny(crop_saliency="per_class").fit(X, y)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    assert loaded.crop_saliency == "per_class"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
 def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
     # Format 2 had no prediction_type (its models predicted the noise): its
     # files load as epsilon models and predict as they did when saved.
