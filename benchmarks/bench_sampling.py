@@ -77,6 +77,7 @@ def main() -> None:
                 ema_decay=decay,
                 prediction_type=args.prediction_type,
                 denoiser_init="scratch",  # as when the tables were measured
+                crop_saliency="sum",  # likewise
                 random_state=args.seed,
             )
             start = time.perf_counter()

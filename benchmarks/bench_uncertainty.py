@@ -158,6 +158,13 @@ def main(argv=None) -> None:
         choices=["guidance", "scratch"],
         help="the denoiser encoder's start (the estimator's default: guidance)",
     )
+    parser.add_argument(
+        "--crop-saliency",
+        default="per_class",
+        choices=["per_class", "sum", "predicted"],
+        help="the map the DCG's windows are chosen on (the estimator's "
+        "default: per_class)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="uncertainty_results")
     args = parser.parse_args(argv)
@@ -186,6 +193,7 @@ def main(argv=None) -> None:
         validation_fraction=args.validation_fraction or None,
         prediction_type=args.prediction_type,
         denoiser_init=args.denoiser_init,
+        crop_saliency=args.crop_saliency,
         random_state=args.seed,
     )
     start = time.perf_counter()

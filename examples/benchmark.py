@@ -208,6 +208,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             guidance_epochs=s["guidance_epochs"],
             max_epochs=s["max_epochs"],
             hidden_dim=s["hidden_dim"],
+            crop_saliency=args.crop_saliency,
             random_state=args.seed + k,
             **common,
         )
@@ -346,6 +347,13 @@ def main(argv=None) -> None:
         nargs=2,
         metavar=("GUIDANCE", "DIFFUSION"),
         help="DiffMIC's DCG and diffusion epochs (the CNN trains their sum)",
+    )
+    parser.add_argument(
+        "--crop-saliency",
+        default="per_class",
+        choices=["per_class", "sum", "predicted"],
+        help="the map DiffMIC's DCG windows are chosen on (its default: "
+        "per_class; the paper's: sum)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

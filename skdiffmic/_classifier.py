@@ -84,15 +84,15 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     crop_size : int or None, default=None
         Side of the ROI windows in pixels; ``None`` scales the paper's
         32 px at 224 px to ``image_size`` (at least 4 px).
-    crop_saliency : {"sum", "predicted", "per_class"}, default="sum"
-        The saliency map the ROI windows are chosen on. ``"sum"`` (the
-        paper's, from GMIC): the per-class min-max normalised CAMs, summed.
-        ``"predicted"``: the same maps weighted by the global prior's class
-        probabilities. ``"per_class"``: each class's own map in turn, most
-        probable class first (window ``i`` on the ``i % n_classes``-th).
-        With two classes and a softmax the two CAMs are close to mirror
-        images, so their sum is nearly flat and ``"sum"`` places the windows
-        almost at random.
+    crop_saliency : {"per_class", "sum", "predicted"}, default="per_class"
+        The saliency map the ROI windows are chosen on. ``"per_class"``:
+        each class's own min-max normalised CAM in turn, in the order of the
+        global prior's probabilities (window ``i`` on the ``i % n_classes``-th
+        most probable class's map). ``"sum"`` (the paper's, from GMIC): the
+        per-class normalised CAMs, summed. ``"predicted"``: the same maps
+        weighted by the global prior's class probabilities. With two classes
+        and a softmax the two CAMs are close to mirror images, so their sum is
+        nearly flat and ``"sum"`` places the windows almost at random.
     n_timesteps : int, default=1000
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
@@ -378,7 +378,7 @@ default="logit_residual"
         augment=True,
         n_crops=6,
         crop_size=None,
-        crop_saliency="sum",
+        crop_saliency="per_class",
         n_timesteps=1000,
         beta_schedule="linear",
         prediction_type="logit_residual",
