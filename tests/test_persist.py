@@ -121,6 +121,22 @@ def test_class_weight_dict_keeps_its_label_types(tmp_path):
     }
 
 
+def _save_as_older_format(clf, path, version, removed_params):
+    """Save ``clf``, then rewrite the file as format ``version`` would have
+    stored it: without the parameters that format did not have."""
+    clf.save(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["skdiffmic"])
+    for name in removed_params:
+        del document["params"][name]
+    document["version"] = version
+    save_file(
+        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
+    )
+
+
 def test_a_version_3_file_chooses_its_windows_on_the_summed_cams(tmp_path):
     # Format 3 had no crop_saliency: its models chose windows on the summed
     # CAMs, and load as "sum" whatever the current default is.
@@ -128,16 +144,7 @@ def test_a_version_3_file_chooses_its_windows_on_the_summed_cams(tmp_path):
     y = np.arange(24) % 2
     clf = tiny(crop_saliency="sum").fit(X, y)
     path = tmp_path / "m.safetensors"
-    clf.save(path)
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        document = json.loads(handle.metadata()["skdiffmic"])
-    del document["params"]["crop_saliency"]
-    document["version"] = 3
-    save_file(
-        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
-    )
+    _save_as_older_format(clf, path, 3, ["crop_saliency"])
     loaded = DiffMICClassifier.load(path)
     assert loaded.crop_saliency == "sum"
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
@@ -158,25 +165,17 @@ def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
     # files load as epsilon models and predict as they did when saved.
     X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
     y = np.arange(24) % 2
-    clf = tiny(prediction_type="epsilon").fit(X, y)
+    clf = tiny(prediction_type="epsilon", crop_saliency="sum").fit(X, y)
     path = tmp_path / "m.safetensors"
-    clf.save(path)
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        document = json.loads(handle.metadata()["skdiffmic"])
-    for name in (
+    removed = [
         "prediction_type",
         "clip_sample",
         "focal_weight",
         "denoiser_init",
         "clip_sample_range",
-    ):
-        del document["params"][name]
-    document["version"] = 2
-    save_file(
-        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
-    )
+        "crop_saliency",
+    ]
+    _save_as_older_format(clf, path, 2, removed)
     loaded = DiffMICClassifier.load(path)
     assert loaded.prediction_type == "epsilon" and loaded.clip_sample is False
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
