@@ -33,6 +33,7 @@ import torch
 
 from skdiffmic import DiffMICClassifier
 from skdiffmic._explain import pointing_chance, pointing_game
+from skdiffmic._guidance import CROP_SALIENCY
 from skdiffmic.datasets import make_lesions
 
 ROWS = (
@@ -62,7 +63,7 @@ def run(seed: int, args) -> dict:
         augment=False,
         device=args.device,
         random_state=seed,
-        **({} if args.crop_saliency is None else {"crop_saliency": args.crop_saliency}),
+        crop_saliency=args.crop_saliency,
     ).fit(X[:n_train], y[:n_train])
     fit_time = time.perf_counter() - start
     # The patches are in image pixels: the network input must be the image.
@@ -117,8 +118,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--crop-saliency",
-        choices=["sum", "predicted", "per_class"],
-        default=None,
+        choices=CROP_SALIENCY,
+        default=DiffMICClassifier().crop_saliency,
         help="the map the windows are chosen on (default: the estimator's)",
     )
     args = parser.parse_args(argv)

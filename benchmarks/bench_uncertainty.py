@@ -37,6 +37,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.model_selection import train_test_split
 
 from skdiffmic import DiffMICClassifier
+from skdiffmic._guidance import CROP_SALIENCY
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, make_lesions, read_images
 from skdiffmic.metrics import calibration_bins, expected_calibration_error
@@ -160,10 +161,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--crop-saliency",
-        default="per_class",
-        choices=["per_class", "sum", "predicted"],
-        help="the map the DCG's windows are chosen on (the estimator's "
-        "default: per_class)",
+        default=DiffMICClassifier().crop_saliency,
+        choices=CROP_SALIENCY,
+        help="the map the DCG's windows are chosen on (default: the estimator's)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="uncertainty_results")

@@ -350,10 +350,10 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--crop-saliency",
-        default="per_class",
+        default=DiffMICClassifier().crop_saliency,
         choices=["per_class", "sum", "predicted"],
-        help="the map DiffMIC's DCG windows are chosen on (its default: "
-        "per_class; the paper's: sum)",
+        help="the map DiffMIC's DCG windows are chosen on (default: the "
+        "estimator's; the paper's: sum)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -364,8 +364,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     table, info = run(args)
-    summary = summarise(table)
-    table.to_csv(args.out / "results.csv", index=False)
+    summary = summarise(table)  # results.csv was written after the last fold
     summary.to_csv(args.out / "summary.csv")
     plot(summary, info["confusion"], info["names"], args.out / "benchmark.png")
     s = info["settings"]

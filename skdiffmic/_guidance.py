@@ -65,6 +65,11 @@ def top_t_aggregate(cam: torch.Tensor, top_t: float = 1.0) -> torch.Tensor:
 CROP_SALIENCY = ("sum", "predicted", "per_class")
 
 
+def _check_crop_saliency(mode: str) -> None:
+    if mode not in CROP_SALIENCY:
+        raise ValueError(f"crop_saliency must be one of {CROP_SALIENCY}, got {mode!r}.")
+
+
 def normalised_cams(cam: torch.Tensor) -> torch.Tensor:
     """Each class's CAM min-max normalised to [0, 1]: ``(B, K, h, w)``."""
     flat = cam.flatten(2)
@@ -93,16 +98,14 @@ def crop_maps(cam: torch.Tensor, logits: torch.Tensor, mode: str) -> torch.Tenso
     normalised CAMs ordered by decreasing ``softmax(logits)``, so that the
     windows go round the classes, most probable first.
     """
+    _check_crop_saliency(mode)
     if mode == "sum":
         return saliency_map(cam)[:, None]
-    proba = logits.float().softmax(-1)
     if mode == "predicted":
-        return saliency_map(cam, proba)[:, None]
-    if mode == "per_class":
-        order = proba.argsort(-1, descending=True)
-        index = order[:, :, None, None].expand_as(cam)
-        return normalised_cams(cam).gather(1, index)
-    raise ValueError(f"crop_saliency must be one of {CROP_SALIENCY}, got {mode!r}.")
+        return saliency_map(cam, logits.float().softmax(-1))[:, None]
+    # per_class: the softmax keeps the logits' order.
+    order = logits.argsort(-1, descending=True)
+    return normalised_cams(cam).gather(1, order[:, :, None, None].expand_as(cam))
 
 
 def select_windows(saliency: torch.Tensor, image_hw, crop_size: int, n_crops: int):
@@ -218,10 +221,7 @@ class DCGModel(nn.Module):
         crop_saliency: str = "sum",
     ):
         super().__init__()
-        if crop_saliency not in CROP_SALIENCY:
-            raise ValueError(
-                f"crop_saliency must be one of {CROP_SALIENCY}, got {crop_saliency!r}."
-            )
+        _check_crop_saliency(crop_saliency)
         self.crop_saliency = crop_saliency
         self.crop_size = int(crop_size)
         self.n_crops = int(n_crops)
@@ -249,6 +249,10 @@ class DCGModel(nn.Module):
         y_local = self.local_head(z)
         out = GuidanceOutput((y_global + y_local) / 2, y_global, y_local)
         if return_details:
-            details = {"cam": cam, "saliency": maps[:, 0], "corners": corners}
-            return out, {**details, "attention": attn}
+            return out, {
+                "cam": cam,
+                "saliency": maps[:, 0],
+                "corners": corners,
+                "attention": attn,
+            }
         return out

@@ -149,13 +149,18 @@ def _read(path):
     return document, tensors
 
 
-# The training parameters added in format 3, with the values that formats 1 and
-# 2 (which had no such parameter) were trained with.
-_PAPER_TRAINING = {
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "focal_weight": 0.0,
-    "denoiser_init": "scratch",
+# The parameters each format version added, with the values that the models of
+# older formats (which had no such parameter) were trained with: before format
+# 3 the paper's training (the denoiser predicts the noise), before format 4 the
+# windows chosen on the summed CAMs.
+_ADDED_IN = {
+    3: {
+        "prediction_type": "epsilon",
+        "clip_sample": False,
+        "focal_weight": 0.0,
+        "denoiser_init": "scratch",
+    },
+    4: {"crop_saliency": "sum"},
 }
 
 
@@ -163,14 +168,10 @@ def load_estimator(cls, path):
     """Rebuild a fitted ``cls`` from a file written by :func:`save_estimator`."""
     document, tensors = _read(path)
     params = document["params"]
-    if document["version"] < 3:
-        # Models before format 3 were trained with the paper's parameters,
-        # whose defaults have changed since: the denoiser predicts the noise.
-        for name, value in _PAPER_TRAINING.items():
-            params.setdefault(name, value)
-    if document["version"] < 4:
-        # Windows were chosen on the summed CAMs before crop_saliency existed.
-        params.setdefault("crop_saliency", "sum")
+    for version, added in _ADDED_IN.items():
+        if document["version"] < version:
+            for name, value in added.items():
+                params.setdefault(name, value)
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
     estimator = cls(**params)
