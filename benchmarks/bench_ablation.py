@@ -73,6 +73,7 @@ PAPER = dict(
     focal_weight=0.0,
     mmd_weight=0.5,
     crop_saliency="sum",
+    local_encoder="full",
 )
 CONFIGS = {
     "paper": PAPER,
@@ -95,6 +96,28 @@ CONFIGS = {
         "prediction_type": "logit_residual",
         "denoiser_init": "guidance",
         "crop_saliency": "per_class",
+    },
+    # The cost levers (shared denoiser encoder, cut local encoder) on top of
+    # the logit+init+per_class configuration.
+    "logit+shared+per_class": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+    },
+    "logit+init+per_class+cut": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+    },
+    "logit+shared+per_class+cut": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
     },
     "epsilon+init": {**PAPER, "denoiser_init": "guidance"},
     "sample+focal": {**PAPER, "prediction_type": "sample", "focal_weight": 10.0},

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "create_crop_encoder",
     "create_pooled_encoder",
     "create_feature_encoder",
     "normalization_stats",
@@ -140,13 +141,36 @@ def create_feature_encoder(
     """A timm ``features_only`` network cut at the CAM stage for ``image_size``.
 
     Returns ``(module, channels, reduction)``; the module maps ``(B, C, H, W)`` to
-    a list holding one feature map of shape ``(B, channels, H/r, W/r)``.
+    the list of the feature maps of every stage up to the CAM stage, the last
+    of shape ``(B, channels, H/r, W/r)`` (the earlier ones cost nothing more:
+    the network computes them on the way).
     """
     stage, reduction, chans = cam_stage(name, image_size)
     model = _create(
-        name, in_chans, pretrained, features_only=True, out_indices=(stage,)
+        name,
+        in_chans,
+        pretrained,
+        features_only=True,
+        out_indices=tuple(range(stage + 1)),
     )
     return model, chans, reduction
+
+
+def create_crop_encoder(name: str, *, in_chans: int, crop_size: int, pretrained=False):
+    """A timm ``features_only`` network cut at the deepest stage that keeps at
+    least one cell of a ``crop_size`` crop.
+
+    The stages after it work on a 1x1 map, whose spatial kernels read mostly
+    zero padding; on small crops they are most of the cost (EfficientNet-Lite0
+    on 9 px crops: the last four of its seven block stages and its head
+    convolution take 87% of the forward time). Returns ``(module, channels)``;
+    the module maps ``(B, C, h, w)`` to a list holding the stage's feature map.
+    """
+    stage, _, chans = cam_stage(name, crop_size, min_cells=1)
+    model = _create(
+        name, in_chans, pretrained, features_only=True, out_indices=(stage,)
+    )
+    return model, chans
 
 
 def create_pooled_encoder(name: str, *, in_chans: int, pretrained=False):

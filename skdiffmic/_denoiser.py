@@ -37,7 +37,9 @@ class ConditionalDenoiser(nn.Module):
     """Noise estimator conditioned on the image, the noisy label and the prior.
 
     ``rho(x)`` is ``encoder`` (a timm CNN for images, an MLP for feature
-    vectors) projected to ``hidden_dim`` and batch-normalised. The label path is
+    vectors; ``None`` when the denoiser reads the guidance model's pooled
+    global features, ``feat_dim`` wide, instead of the image) projected to
+    ``hidden_dim`` and batch-normalised. The label path is
     ``concat(y_t, p) -> ConditionalLinear -> BN -> softplus``, multiplied
     elementwise with ``rho(x)``, then two more ``ConditionalLinear -> BN ->
     softplus`` blocks and a linear layer to ``n_classes``. ``zero_output``
@@ -46,7 +48,7 @@ class ConditionalDenoiser(nn.Module):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None,
         feat_dim: int,
         *,
         n_classes: int,
@@ -55,7 +57,7 @@ class ConditionalDenoiser(nn.Module):
         zero_output: bool = False,
     ):
         super().__init__()
-        self.encoder = encoder
+        self.encoder = nn.Identity() if encoder is None else encoder
         self.project = nn.Linear(feat_dim, hidden_dim)
         self.feature_norm = nn.BatchNorm1d(hidden_dim)
         if not zero_output:
@@ -80,8 +82,19 @@ class ConditionalDenoiser(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
+    @property
+    def reads_guidance(self) -> bool:
+        """Whether the denoiser has no CNN of its own: built with ``encoder=None``,
+        it encodes the guidance model's pooled global features instead of the
+        image."""
+        return isinstance(self.encoder, nn.Identity)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Batch-normalised image features ``(B, hidden_dim)``."""
+        """Batch-normalised image features ``(B, hidden_dim)``.
+
+        ``x`` is the image, or for a denoiser that :attr:`reads_guidance`, the
+        guidance model's pooled features ``(B, feat_dim)``.
+        """
         return self.feature_norm(self.project(self.encoder(x)))
 
     def head(self, features, y_t, prior, t) -> torch.Tensor:

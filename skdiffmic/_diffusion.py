@@ -80,11 +80,20 @@ def antithetic_timesteps(
 def inference_timesteps(n_timesteps: int, n_steps: int | None) -> list[int]:
     """Decreasing timesteps visited by the reverse chain.
 
-    ``n_steps=None`` (or ``>= n_timesteps``) gives the full chain ``T-1, ..., 0``;
+    ``n_steps=None`` (or ``n_timesteps``) gives the full chain ``T-1, ..., 0``;
     otherwise ``n_steps`` evenly strided steps from ``T-1`` (ending at ``t = 0``
     when ``n_steps > 1``); each DDIM step jumps to the next, the last to ``y_0``.
+    More steps than timesteps is an error (as in diffusers' schedulers): the
+    chain cannot visit a timestep twice.
     """
-    if n_steps is None or n_steps >= n_timesteps:
+    if n_steps is not None and n_steps > n_timesteps:
+        raise ValueError(
+            f"n_inference_steps={n_steps} is larger than n_timesteps={n_timesteps}: "
+            "the DDIM chain visits each of the n_timesteps timesteps at most once. "
+            f"Use n_inference_steps <= {n_timesteps} (or sampler='ddpm' for the "
+            "full chain)."
+        )
+    if n_steps is None or n_steps == n_timesteps:
         return list(range(n_timesteps - 1, -1, -1))
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}.")

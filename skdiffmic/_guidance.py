@@ -26,10 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._backbones import create_feature_encoder, create_pooled_encoder
+from ._backbones import (
+    create_crop_encoder,
+    create_feature_encoder,
+    create_pooled_encoder,
+)
+from ._profiling import timed
 
 __all__ = [
     "CROP_SALIENCY",
+    "LOCAL_ENCODERS",
     "DCGModel",
     "GatedAttention",
     "GuidanceOutput",
@@ -63,6 +69,7 @@ def top_t_aggregate(cam: torch.Tensor, top_t: float = 1.0) -> torch.Tensor:
 
 
 CROP_SALIENCY = ("sum", "predicted", "per_class")
+LOCAL_ENCODERS = ("full", "cut")
 
 
 def _check_crop_saliency(mode: str) -> None:
@@ -204,6 +211,10 @@ class DCGModel(nn.Module):
         Fraction of CAM cells averaged into the global logits.
     crop_saliency : {"sum", "predicted", "per_class"}
         The saliency the windows are chosen on (see :func:`crop_maps`).
+    local_encoder : {"full", "cut"}
+        The crops' CNN: the whole network with its pooled head features
+        (``"full"``), or cut at the deepest stage that keeps a cell of a crop
+        and average-pooled (``"cut"``, :func:`create_crop_encoder`).
     """
 
     def __init__(
@@ -219,8 +230,13 @@ class DCGModel(nn.Module):
         top_t: float = 1.0,
         attn_dim: int = 128,
         crop_saliency: str = "sum",
+        local_encoder: str = "full",
     ):
         super().__init__()
+        if local_encoder not in LOCAL_ENCODERS:
+            raise ValueError(
+                f"local_encoder must be one of {LOCAL_ENCODERS}, got {local_encoder!r}."
+            )
         _check_crop_saliency(crop_saliency)
         self.crop_saliency = crop_saliency
         self.crop_size = int(crop_size)
@@ -230,23 +246,44 @@ class DCGModel(nn.Module):
             backbone, in_chans=in_chans, image_size=image_size, pretrained=pretrained
         )
         self.cam_head = nn.Conv2d(chans, n_classes, kernel_size=1)
-        self.local_encoder, local_dim = create_pooled_encoder(
-            backbone, in_chans=in_chans, pretrained=pretrained
-        )
+        if local_encoder == "cut":
+            self.local_encoder, local_dim = create_crop_encoder(
+                backbone, in_chans=in_chans, crop_size=crop_size, pretrained=pretrained
+            )
+        else:
+            self.local_encoder, local_dim = create_pooled_encoder(
+                backbone, in_chans=in_chans, pretrained=pretrained
+            )
         self.attention = GatedAttention(local_dim, attn_dim)
         self.local_head = nn.Linear(local_dim, n_classes)
 
+    @property
+    def feature_dim(self) -> int:
+        """Channels of the CAM stage: the width of ``details["features"]``."""
+        return self.cam_head.in_channels
+
     def forward(self, x: torch.Tensor, return_details: bool = False):
-        cam = self.cam_head(self.global_encoder(x)[-1])
-        y_global = top_t_aggregate(cam, self.top_t)
-        with torch.no_grad():
+        """The three priors' logits; with ``return_details`` also a dict of the
+        CAMs (``cam``), the first window's map (``saliency``), the windows'
+        corners, the attention weights, the global encoder's feature maps
+        (``feature_maps``, every stage up to the CAM stage) and their last
+        stage average-pooled (``features``, ``(B, feature_dim)``)."""
+        with timed("dcg global"):
+            feature_maps = self.global_encoder(x)
+            cam = self.cam_head(feature_maps[-1])
+            y_global = top_t_aggregate(cam, self.top_t)
+        with timed("dcg windows"), torch.no_grad():
             maps = crop_maps(cam.detach(), y_global.detach(), self.crop_saliency)
             corners = select_windows(maps, x.shape[-2:], self.crop_size, self.n_crops)
-        crops = cut_crops(x, corners, self.crop_size)
-        batch = x.shape[0]
-        h = self.local_encoder(crops.flatten(0, 1)).view(batch, self.n_crops, -1)
-        z, attn = self.attention(h)
-        y_local = self.local_head(z)
+        with timed("dcg local"):
+            crops = cut_crops(x, corners, self.crop_size)
+            batch = x.shape[0]
+            h = self.local_encoder(crops.flatten(0, 1))
+            if isinstance(h, list):  # a cut network: its feature map, pooled
+                h = h[-1].mean((-2, -1))
+            h = h.view(batch, self.n_crops, -1)
+            z, attn = self.attention(h)
+            y_local = self.local_head(z)
         out = GuidanceOutput((y_global + y_local) / 2, y_global, y_local)
         if return_details:
             return out, {
@@ -254,5 +291,7 @@ class DCGModel(nn.Module):
                 "saliency": maps[:, 0],
                 "corners": corners,
                 "attention": attn,
+                "feature_maps": feature_maps,
+                "features": feature_maps[-1].mean((-2, -1)),
             }
         return out

@@ -32,6 +32,7 @@ __all__ = [
     "ArrayFeatures",
     "ArrayImages",
     "Augment",
+    "ImageCache",
     "Normalize",
     "PathImages",
     "Subset",
@@ -133,8 +134,10 @@ class PathImages:
         channels: int | None = None,
         size: int | None = None,
         dicom_window="auto",
+        cache=None,
     ):
         self.dicom_window = check_window(dicom_window)
+        self.cache = ImageCache.create(cache)
         self.paths = [os.fspath(p) for p in paths]
         headers = list(_pool().map(_probe, enumerate(self.paths)))
         self.heights = np.array([h for h, _, _ in headers])
@@ -172,12 +175,94 @@ class PathImages:
         image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
         return square_resize(image, self.size)
 
+    def _decode(self, indices) -> torch.Tensor:
+        images = list(_pool().map(self._read, indices))
+        return torch.cat(images).contiguous()
+
     def load(self, indices) -> torch.Tensor:
         """Float32 tensor ``(B, C, size, size)`` for the files ``indices``."""
         if self.size is None:
             raise RuntimeError("PathImages.size must be set before loading.")
-        images = list(_pool().map(self._read, (int(i) for i in indices)))
-        return torch.cat(images).contiguous()
+        indices = [int(i) for i in indices]
+        if self.cache is None:
+            return self._decode(indices)
+        return self.cache.load(self, indices)
+
+    def cache_key(self) -> str:
+        """What identifies the decoded images: files, sizes, modes, window."""
+        if getattr(self, "_key", (None,))[0] != self.size:
+            self._key = (self.size, self._hash())
+        return self._key[1]
+
+    def _hash(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(repr((self.size, self._channels, self.dicom_window)).encode())
+        return digest.hexdigest()[:24]
+
+
+class ImageCache:
+    """Decoded, cropped and resized images kept for later epochs (opt-in).
+
+    The first request for an image decodes it; later ones copy it from the
+    cache, exactly as decoded (float32), so a cached fit gives the same
+    weights as an uncached one. ``"memory"`` keeps the images in RAM
+    (``n x C x size x size x 4`` bytes); a directory keeps them in a
+    memory-mapped ``.npy`` file there, named by the files, their sizes and
+    modification times, the network input size and the channels, so that
+    later fits and predictions on the same files (a grid search, another
+    process) read it too.
+    """
+
+    def __init__(self, directory=None):
+        self.directory = None if directory is None else os.fspath(directory)
+        self.key = None
+        self.images = self.filled = None
+
+    @classmethod
+    def create(cls, cache):
+        if cache is None or cache is False:
+            return None
+        if cache == "memory":
+            return cls()
+        return cls(cache)
+
+    def _open(self, source) -> None:
+        key = source.cache_key()
+        if key == self.key:
+            return
+        shape = (len(source), source.channels, source.size, source.size)
+        if self.directory is None:
+            self.images = np.empty(shape, dtype=np.float32)
+            self.filled = np.zeros(len(source), dtype=bool)
+        else:
+            os.makedirs(self.directory, exist_ok=True)
+            stem = os.path.join(self.directory, f"images-{key}")
+            self.images = _open_memmap(f"{stem}.npy", np.float32, shape)
+            self.filled = _open_memmap(f"{stem}.filled.npy", np.bool_, shape[:1])
+        self.key = key
+
+    def load(self, source, indices) -> torch.Tensor:
+        self._open(source)
+        missing = [i for i in dict.fromkeys(indices) if not self.filled[i]]
+        if missing:
+            self.images[missing] = source._decode(missing).numpy()
+            self.filled[missing] = True
+        return torch.from_numpy(self.images[indices])
+
+
+def _open_memmap(path, dtype, shape):
+    """A memory-mapped ``.npy`` file: the existing one if it fits, else a new one."""
+    from numpy.lib.format import open_memmap
+
+    if os.path.exists(path):
+        existing = open_memmap(path, mode="r+")
+        if existing.shape == shape and existing.dtype == dtype:
+            return existing
+        del existing
+    return open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
 def _probe(item):

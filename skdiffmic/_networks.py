@@ -15,8 +15,16 @@ from torch import nn
 from ._backbones import create_pooled_encoder
 from ._denoiser import ConditionalDenoiser
 from ._guidance import DCGModel, GuidanceOutput
+from ._uncertainty import feature_statistics, map_statistics
 
-__all__ = ["TabularGuidance", "build_networks", "init_from_guidance", "mlp"]
+__all__ = [
+    "TabularGuidance",
+    "build_networks",
+    "denoiser_input",
+    "init_from_guidance",
+    "mlp",
+    "typicality_statistics",
+]
 
 TABULAR_WIDTH = 128
 
@@ -42,9 +50,13 @@ class TabularGuidance(nn.Module):
         self.encoder = mlp(n_features, width)
         self.head = nn.Linear(width, n_classes)
 
-    def forward(self, x: torch.Tensor) -> GuidanceOutput:
-        logits = self.head(self.encoder(x))
-        return GuidanceOutput(logits, logits, logits)
+    def forward(self, x: torch.Tensor, return_details: bool = False):
+        hidden = self.encoder(x)
+        logits = self.head(hidden)
+        out = GuidanceOutput(logits, logits, logits)
+        if return_details:
+            return out, {"features": hidden}
+        return out
 
 
 def build_networks(
@@ -62,11 +74,15 @@ def build_networks(
     crop_saliency: str = "sum",
     pretrained=False,
     zero_output: bool = False,
+    shared_encoder: bool = False,
+    local_encoder: str = "full",
 ) -> tuple[nn.Module, ConditionalDenoiser]:
     """The guidance model and the denoiser, initialised from ``seed``.
 
     ``n_inputs`` is the number of image channels, or of features when
-    ``tabular``. The caller's global torch RNG is left untouched.
+    ``tabular``. With ``shared_encoder`` (images only) the denoiser has no
+    CNN: it reads the DCG model's pooled global features. The caller's global
+    torch RNG is left untouched.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -83,10 +99,14 @@ def build_networks(
                 n_crops=n_crops,
                 crop_saliency=crop_saliency,
                 pretrained=pretrained,
+                local_encoder=local_encoder,
             )
-            encoder, feat_dim = create_pooled_encoder(
-                backbone, in_chans=n_inputs, pretrained=pretrained
-            )
+            if shared_encoder:
+                encoder, feat_dim = None, guidance.feature_dim
+            else:
+                encoder, feat_dim = create_pooled_encoder(
+                    backbone, in_chans=n_inputs, pretrained=pretrained
+                )
         denoiser = ConditionalDenoiser(
             encoder,
             feat_dim,
@@ -96,6 +116,28 @@ def build_networks(
             zero_output=zero_output,
         )
     return guidance, denoiser
+
+
+def denoiser_input(denoiser: ConditionalDenoiser, x, details) -> torch.Tensor:
+    """What ``denoiser.encode`` takes: the image ``x``, or (for a denoiser that
+    reads the guidance model's features) the guidance pass's pooled features
+    from its ``details``, detached: the DCG model learns from its own
+    cross-entropy only."""
+    return details["features"].detach() if denoiser.reads_guidance else x
+
+
+def typicality_statistics(guidance, denoiser, x, details=None) -> torch.Tensor:
+    """Feature statistics of the typicality test for the network input ``x``.
+
+    Those of the denoiser's encoder, or, when it reads the guidance model's
+    features, of the DCG global encoder's maps (taken from ``details`` of a
+    guidance pass when given, else computed).
+    """
+    if not denoiser.reads_guidance:
+        return feature_statistics(denoiser.encoder, x)
+    if details is not None and "feature_maps" in details:
+        return map_statistics(details["feature_maps"])
+    return feature_statistics(guidance.global_encoder, x)
 
 
 def _tensor_name(key: str) -> str:

@@ -27,10 +27,11 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
-# asks for a refit. Version 4 added the crop_saliency parameter.
-_READABLE = (1, 2, 3, 4)
+# asks for a refit. Version 4 added the crop_saliency parameter, version 5
+# local_encoder and image_cache.
+_READABLE = (1, 2, 3, 4, 5)
 _ATTRIBUTES = (
     "tabular_",
     "prediction_type_",
@@ -161,6 +162,7 @@ _ADDED_IN = {
         "denoiser_init": "scratch",
     },
     4: {"crop_saliency": "sum"},
+    5: {"local_encoder": "full", "image_cache": None},
 }
 
 
@@ -217,6 +219,8 @@ def load_estimator(cls, path):
         n_crops=estimator.n_crops,
         crop_saliency=estimator.crop_saliency,
         pretrained=False,
+        shared_encoder=estimator.denoiser_init == "shared",
+        local_encoder=estimator.local_encoder,
     )
     for name, module in (("guidance_model_", guidance_model), ("denoiser_", denoiser)):
         prefix = f"{name}."

@@ -19,8 +19,9 @@ import torch
 
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import row_seeds
+from ._networks import denoiser_input, typicality_statistics
+from ._profiling import timed
 from ._training import autocast
-from ._uncertainty import feature_statistics
 
 __all__ = [
     "Sampler",
@@ -153,35 +154,42 @@ class Sampler:
         n_draws = self.n_noise_draws()
         outputs, statistics = [], []
         for _, x, raw in batches:
-            seeds = row_seeds(raw, seed)
-            noise = row_noise(seeds, n_samples, n_draws, n_classes, device)
+            with timed("noise draws"):
+                seeds = row_seeds(raw, seed)
+                noise = row_noise(seeds, n_samples, n_draws, n_classes, device)
             x = x if dtype is None else x.to(dtype)
             noise = noise if dtype is None else noise.to(dtype)
             with torch.inference_mode(), autocast(device):
-                prior = guidance_model(x).fused.float().softmax(-1)
+                guide, details = guidance_model(x, return_details=True)
+                prior = guide.fused.float().softmax(-1)
                 prior = prior if dtype is None else prior.to(dtype)
                 if with_features:
-                    statistics.append(
-                        feature_statistics(denoiser.encoder, x).cpu().double()
-                    )
-                features = denoiser.encode(x).repeat_interleave(n_samples, 0)
+                    with timed("feature statistics"):
+                        features = typicality_statistics(
+                            guidance_model, denoiser, x, details
+                        )
+                        statistics.append(features.cpu().double())
+                with timed("denoiser encoder"):
+                    features = denoiser.encode(denoiser_input(denoiser, x, details))
+                    features = features.repeat_interleave(n_samples, 0)
                 prior = prior.repeat_interleave(n_samples, 0)
 
                 def model_fn(y_t, t, features=features, prior=prior):
                     out = denoiser.head(features, y_t, prior, t)
                     return out.float() if dtype is None else out
 
-                y0 = reverse_chain(
-                    self.schedule,
-                    model_fn,
-                    prior,
-                    noise,
-                    sampler=self.sampler,
-                    n_steps=self.n_steps,
-                    eta=self.eta,
-                    prediction_type=self.prediction_type,
-                    clip_range=self.clip_range,
-                )
+                with timed("reverse chain"):
+                    y0 = reverse_chain(
+                        self.schedule,
+                        model_fn,
+                        prior,
+                        noise,
+                        sampler=self.sampler,
+                        n_steps=self.n_steps,
+                        eta=self.eta,
+                        prediction_type=self.prediction_type,
+                        clip_range=self.clip_range,
+                    )
             outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
         y0 = torch.cat(outputs).numpy()
         if with_features:

@@ -15,6 +15,7 @@ import math
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,7 +27,8 @@ from tqdm.auto import tqdm
 
 from ._diffusion import NoiseSchedule, antithetic_timesteps
 from ._losses import gaussian_mmd
-from ._networks import init_from_guidance
+from ._networks import denoiser_input, init_from_guidance
+from ._profiling import timed
 
 __all__ = [
     "Batch",
@@ -118,20 +120,36 @@ class Batch(NamedTuple):
 def iter_batches(images, indices, batch_size, preprocess, device):
     """Yield a :class:`Batch` for each slice of ``indices``.
 
-    ``raw`` is what ``images.load`` returned (CPU, before ``preprocess``).
+    ``raw`` is what ``images.load`` returned (CPU, before ``preprocess``). The
+    next batch is loaded (files decoded) in a background thread while the
+    caller works on the current one.
     """
     indices = np.asarray(indices)
     cuda = device.type == "cuda"
-    for start in range(0, len(indices), batch_size):
-        pos = indices[start : start + batch_size]
-        raw = images.load(pos)
+    slices = [
+        indices[start : start + batch_size]
+        for start in range(0, len(indices), batch_size)
+    ]
+    with ThreadPoolExecutor(1, thread_name_prefix="skdiffmic-prefetch") as ahead:
+        pending = ahead.submit(images.load, slices[0]) if slices else None
+        for k, pos in enumerate(slices):
+            with timed("decode"):
+                raw = pending.result()
+            if k + 1 < len(slices):
+                pending = ahead.submit(images.load, slices[k + 1])
+            yield _to_network(pos, raw, preprocess, device, cuda)
+
+
+def _to_network(pos, raw, preprocess, device, cuda) -> Batch:
+    """A loaded batch on the device, preprocessed, in the networks' layout."""
+    with timed("to device"):
         batch = raw
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
         batch = preprocess(batch)
-        if cuda and batch.dim() == 4:
+        if batch.dim() == 4:  # images: the networks' memory format
             batch = batch.contiguous(memory_format=torch.channels_last)
-        yield Batch(pos, batch, raw)
+    return Batch(pos, batch, raw)
 
 
 def _epoch_size(n, batch_size):
@@ -293,11 +311,15 @@ def fit_diffmic(
         counts = torch.bincount(y_all, minlength=n_classes).double()
         sample_weight = (1.0 / counts.clamp_min(1))[y_all]
     guidance_opt = torch.optim.Adam(
-        dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True
+        dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True, foreach=True
     )
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
+    # foreach: one multi-tensor update instead of a Python loop over the
+    # tensors (PyTorch's default on CUDA only).
+    optimizer = torch.optim.Adam(
+        denoiser.parameters(), lr=config.learning_rate, foreach=True
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(total_steps, config.warmup_fraction)
     )
@@ -371,16 +393,19 @@ def fit_diffmic(
                 images, order, config.batch_size, preprocess, device
             ):
                 if config.augment is not None:
-                    x = config.augment(x, generator)
+                    with timed("augment"):
+                        x = config.augment(x, generator)
                 target = y_all[pos].to(device)
                 # One DCG pass: its cross-entropy step, and (in the diffusion
                 # stage) its detached priors.
                 with autocast(device):
-                    guide = dcg(x)
+                    guide, details = dcg(x, return_details=True)
                 ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
                 guidance_opt.zero_grad(set_to_none=True)
-                ce.backward()
-                guidance_opt.step()
+                with timed("dcg backward"):
+                    ce.backward()
+                with timed("optimiser"):
+                    guidance_opt.step()
                 n_batches += 1
                 sums["guidance_loss"] += ce.item()
                 if epoch < n_guidance:
@@ -395,8 +420,9 @@ def fit_diffmic(
                     target, class_weight, priors[0], config.focal_weight
                 )
                 kind = config.prediction_type
-                with autocast(device):
-                    features = denoiser.encode(x)
+                with autocast(device), timed("denoiser encoder"):
+                    features = denoiser.encode(denoiser_input(denoiser, x, details))
+                with autocast(device), timed("label head"):
                     y_t = schedule.q_sample(y0, priors[0], t, eps)
                     out = denoiser.head(features, y_t, priors[0], t).float()
                     per_row = schedule.training_loss(out, y0, priors[0], t, eps, kind)
@@ -414,11 +440,14 @@ def fit_diffmic(
                             mmd = mmd + gaussian_mmd(goal, out_path)
                     loss = mse + config.mmd_weight * mmd
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                ema.update(denoiser)
+                with timed("denoiser backward"):
+                    loss.backward()
+                with timed("optimiser"):
+                    nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                with timed("ema"):
+                    ema.update(denoiser)
                 sums["diffusion_loss"] += loss.item()
                 sums["mse"] += mse.item()
                 sums["mmd"] += mmd.item()
@@ -432,7 +461,8 @@ def fit_diffmic(
                 postfix["loss"] = f"{record['diffusion_loss']:.4f}"
                 last_state = _snapshot(dcg, ema.module)
                 if config.validate is not None:
-                    _validate_epoch(config, dcg, ema, record, progress, last_state)
+                    with timed("validation"):
+                        _validate_epoch(config, dcg, ema, record, progress, last_state)
                     postfix["val_f1"] = f"{record['val_macro_f1']:.3f}"
             history.append(record)
             progress["epoch"] = epoch + 1

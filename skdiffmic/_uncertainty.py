@@ -25,7 +25,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-__all__ = ["FeatureDensity", "chain_statistics", "feature_statistics"]
+__all__ = [
+    "FeatureDensity",
+    "chain_statistics",
+    "feature_statistics",
+    "map_statistics",
+    "shrunk_precision",
+]
 
 MAX_STAGES = 5
 
@@ -33,22 +39,74 @@ MAX_STAGES = 5
 def feature_statistics(encoder, x):
     """Per-channel mean and standard deviation of the encoder's feature maps.
 
-    For a timm network, its intermediate feature maps (``forward_intermediates``)
-    at up to :data:`MAX_STAGES` evenly spaced stages, each reduced to the mean
-    and the standard deviation of every channel over the spatial positions,
+    For a timm network, its intermediate feature maps (``forward_intermediates``;
+    for a ``features_only`` network, the maps it returns) at up to
+    :data:`MAX_STAGES` evenly spaced stages, each reduced to the mean and the
+    standard deviation of every channel over the spatial positions,
     concatenated to ``(B, 2 * sum(channels))``. Any other encoder (the tabular
     mode's MLP) gives its output features.
     """
     intermediates = getattr(encoder, "forward_intermediates", None)
-    if intermediates is None:
-        return encoder(x)
-    maps = intermediates(x, intermediates_only=True)
+    if intermediates is not None:
+        return map_statistics(intermediates(x, intermediates_only=True))
+    out = encoder(x)
+    return map_statistics(out) if isinstance(out, (list, tuple)) else out
+
+
+def map_statistics(maps):
+    """:func:`feature_statistics` of a list of feature maps ``(B, C_i, h_i, w_i)``."""
     keep = np.unique(np.linspace(0, len(maps) - 1, min(MAX_STAGES, len(maps))))
     parts = []
     for i in keep.round().astype(int):
         flat = maps[i].flatten(2)  # (B, C, positions)
         parts += [flat.mean(-1), flat.std(-1, correction=0)]
     return torch.cat(parts, dim=1)
+
+
+def shrunk_precision(X):
+    """Pseudo-inverse of the Ledoit-Wolf shrunk covariance of centred rows.
+
+    ``X (n, d)`` holds rows with mean zero (``assume_centered``). The
+    empirical covariance is ``S = X^T X / n``; Ledoit and Wolf (2004) shrink
+    it to ``C = (1 - s) S + s mu I`` with ``mu = trace(S) / d`` and the
+    shrinkage ``s`` of :func:`sklearn.covariance.ledoit_wolf_shrinkage`. Every
+    quantity ``s`` needs comes from the squared row norms and the Frobenius
+    norm of ``X^T X``, which equals that of the ``n x n`` Gram matrix
+    ``X X^T``. ``S``'s eigenvectors with non-zero eigenvalue ``l`` span at most
+    ``r = min(n, d)`` directions ``W``; ``C`` has eigenvalue ``(1 - s) l + s mu``
+    on them and ``s mu`` on the rest, so
+
+    ``C^+ = I / (s mu) + W diag(1 / ((1 - s) l + s mu) - 1 / (s mu)) W^T``
+
+    (without the identity part when ``s mu`` is zero, as a pseudo-inverse
+    drops a null space). One eigendecomposition of an ``r x r`` matrix.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    squared_norms = np.einsum("ij,ij->i", X, X)
+    trace = squared_norms.sum() / n  # trace of S
+    mu = trace / d
+    gram = X @ X.T if n <= d else X.T @ X  # the same non-zero spectrum, n * S's
+    delta = np.sum(gram**2) / n**2  # ||S||_F^2
+    beta = (np.sum(squared_norms**2) / n - delta) / (d * n)
+    delta = (delta - 2.0 * mu * trace + d * mu**2) / d
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    values, vectors = np.linalg.eigh(gram / n)
+    keep = values > max(values.max(initial=0.0), 0.0) * max(n, d) * np.finfo(float).eps
+    values, vectors = values[keep], vectors[:, keep]
+    if n <= d:  # right singular vectors from the left ones: W = X^T U / sqrt(n l)
+        vectors = (X.T @ vectors) / np.sqrt(n * values)
+    floor = shrinkage * mu
+    shrunk = (1.0 - shrinkage) * values + floor
+    if floor > 0:
+        precision = np.eye(d) / floor
+        coefficients = 1.0 / shrunk - 1.0 / floor
+    else:
+        precision = np.zeros((d, d))
+        coefficients = 1.0 / shrunk
+    precision += (vectors * coefficients) @ vectors.T
+    return precision
 
 
 class FeatureDensity:
@@ -74,9 +132,14 @@ class FeatureDensity:
 
     @classmethod
     def fit(cls, features, codes, n_classes):
-        """Fit the class means and the shared covariance; no reference yet."""
-        from sklearn.covariance import LedoitWolf
+        """Fit the class means and the shared covariance; no reference yet.
 
+        The precision is that of :class:`sklearn.covariance.LedoitWolf`
+        (``assume_centered`` on the class-centred rows), pseudo-inverted, but
+        computed by :func:`shrunk_precision` from the smaller of the two Gram
+        matrices: ``O(n d min(n, d))`` instead of two ``O(d^3)``
+        eigendecompositions of the ``d x d`` covariance.
+        """
         features = np.asarray(features, dtype=np.float64)
         # A class without rows (in a cross-fitting fold) has no mean: NaN,
         # which distance() skips.
@@ -87,8 +150,7 @@ class FeatureDensity:
             if rows.any():
                 means[k] = features[rows].mean(axis=0)
                 centred[rows] = features[rows] - means[k]
-        covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
-        return cls(means, np.linalg.pinv(covariance, hermitian=True), np.zeros(0))
+        return cls(means, shrunk_precision(centred), np.zeros(0))
 
     @classmethod
     def cross_fitted_distances(cls, features, codes, n_classes, n_folds=5, seed=0):

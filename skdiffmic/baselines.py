@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, resolve_pretrained
 from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
+from ._profiling import timed
 from ._training import (
     TrainConfig,
     _epoch_order,
@@ -78,7 +79,7 @@ def _fit_cross_entropy(
     steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
     total_steps = max(1, steps_per_epoch * max_epochs)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=learning_rate, weight_decay=weight_decay
+        model.parameters(), lr=learning_rate, weight_decay=weight_decay, foreach=True
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(total_steps, TrainConfig.warmup_fraction)
@@ -94,15 +95,18 @@ def _fit_cross_entropy(
         order = _epoch_order(n, batch_size, generator)
         for pos, x, _ in iter_batches(images, order, batch_size, preprocess, device):
             if augment is not None:
-                x = augment(x, generator)
+                with timed("augment"):
+                    x = augment(x, generator)
             target = y_all[pos].to(device)
-            with autocast(device):
+            with autocast(device), timed("cnn forward"):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            with timed("cnn backward"):
+                loss.backward()
+            with timed("optimiser"):
+                optimizer.step()
+                scheduler.step()
             total += loss.item()
             n_batches += 1
         record = {
@@ -168,6 +172,18 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         fine-tuning ImageNet weights, and tied on ``make_lesions``.
     weight_decay : float, default=0.0
         L2 penalty added by Adam.
+    image_cache : {"memory"}, str, path or None, default=None
+        Keep file inputs decoded, cropped and resized for later epochs and
+        passes, instead of decoding every file again each time. ``None``
+        decodes batch by batch and keeps nothing (memory stays flat however
+        many files there are). ``"memory"`` keeps them in RAM for the
+        duration of a ``fit`` or ``predict`` call (``n * C * image_size**2 *
+        4`` bytes). A directory keeps them in a memory-mapped file there,
+        named by the files (paths, sizes, modification times) and the input
+        size, which later fits and predictions on the same files reuse (a
+        grid search, a cross-validation, another process); delete it when
+        done. The cached images are the decoded ones, bit for bit, so the
+        results do not change. Arrays are never copied or cached.
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -231,6 +247,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "image_cache": [StrOptions({"memory"}), str, os.PathLike, None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -248,6 +265,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         batch_size=32,
         learning_rate=1e-3,
         weight_decay=0.0,
+        image_cache=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -261,6 +279,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.image_cache = image_cache
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -342,9 +361,12 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             Rows sum to 1; columns follow ``classes_``.
         """
         data, device = self._prepare(X)
-        return self._map_batches(
-            data, device, None, lambda x: self.model_(x).to(torch.float64).softmax(-1)
-        )
+
+        def proba(x):
+            with timed("cnn forward"):
+                return self.model_(x).to(torch.float64).softmax(-1)
+
+        return self._map_batches(data, device, None, proba)
 
     def predict(self, X):
         """Predicted class: the argmax of the probabilities.

@@ -259,3 +259,22 @@ def test_constraints_cover_every_parameter():
 
     for cls in (DiffMICClassifier, TimmClassifier):
         assert set(cls._parameter_constraints) == set(cls().get_params())
+
+
+def test_more_ddim_steps_than_timesteps_is_refused_before_training(no_training):
+    # diffusers' schedulers refuse it too; it used to be clamped silently.
+    with pytest.raises(ValueError, match="n_inference_steps=20 is larger than"):
+        tiny(n_timesteps=10, n_inference_steps=20).fit(_rgb(), Y4)
+    # The full DDPM chain ignores n_inference_steps: its fit goes on (as far
+    # as the fixture lets it).
+    with pytest.raises(AssertionError, match="training started"):
+        tiny(n_timesteps=10, n_inference_steps=20, sampler="ddpm").fit(_rgb(), Y4)
+
+
+def test_more_ddim_steps_than_timesteps_is_refused_at_prediction():
+    clf = tiny(n_timesteps=10, max_epochs=1).fit(_rgb(), Y4)
+    clf.set_params(n_inference_steps=11)
+    with pytest.raises(ValueError, match="n_inference_steps=11 is larger than"):
+        clf.predict_proba(_rgb())
+    clf.set_params(n_inference_steps=10)
+    assert clf.predict_proba(_rgb()).shape == (len(Y4), 2)

@@ -375,3 +375,45 @@ def test_prediction_type_is_fixed_at_fit(images):
     np.testing.assert_array_equal(clf.predict_proba(X), proba)
     with pytest.raises(ValueError, match="prediction_type"):
         clf.set_params(warm_start=True).fit(X, y)
+
+
+def test_shared_denoiser_encoder_reads_the_guidance_features(images, tmp_path):
+    X, y = images
+    clf = tiny(denoiser_init="shared").fit(X, y)
+    denoiser = clf.denoiser_
+    # No CNN of its own: nothing but linear layers, norms and embeddings, fed
+    # with the DCG global encoder's CAM-stage channels.
+    assert denoiser.reads_guidance
+    assert not any(p.dim() == 4 for p in denoiser.parameters())
+    assert denoiser.project.in_features == clf.guidance_model_.feature_dim
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1)
+    np.testing.assert_array_equal(
+        proba, tiny(denoiser_init="shared").fit(X, y).predict_proba(X)
+    )
+    frame = clf.predict_uncertainty(X[:6], n_samples=4)
+    assert np.all(np.isfinite(frame["feature_distance"]))
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    assert loaded.denoiser_.reads_guidance
+    np.testing.assert_array_equal(loaded.predict_proba(X), proba)
+
+
+def test_cut_local_encoder_stops_at_the_last_stage_a_window_fills(images, tmp_path):
+    from skdiffmic._backbones import cam_stage
+
+    X, y = images
+    clf = tiny(local_encoder="cut").fit(X, y)
+    local = clf.guidance_model_.local_encoder
+    _, reduction, channels = cam_stage("test_resnet", clf.crop_size_, min_cells=1)
+    assert reduction <= clf.crop_size_ < 2 * reduction
+    assert local.feature_info.channels()[-1] == channels
+    assert clf.guidance_model_.attention.V.in_features == channels
+    full = tiny().fit(X, y).guidance_model_
+    assert full.attention.V.in_features != channels
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    assert loaded.local_encoder == "cut"
+    np.testing.assert_array_equal(loaded.predict_proba(X), proba)

@@ -237,7 +237,9 @@ def test_inference_timesteps():
     assert len(steps) == 10 and steps[0] == 999 and steps[-1] == 0
     assert all(a > b for a, b in zip(steps, steps[1:]))
     assert inference_timesteps(50, None) == list(range(49, -1, -1))
-    assert inference_timesteps(50, 80) == list(range(49, -1, -1))
+    assert inference_timesteps(50, 50) == list(range(49, -1, -1))
+    with pytest.raises(ValueError, match="n_inference_steps=80 is larger than"):
+        inference_timesteps(50, 80)
 
 
 def test_antithetic_timesteps_come_in_pairs():

@@ -122,3 +122,59 @@ def test_augment_parameter_is_training_only(images, augment):
     clf = tiny(augment=augment, max_epochs=1).fit(X, y)
     # Prediction never augments: the same input twice gives the same output.
     np.testing.assert_array_equal(clf.predict_proba(X[:4]), clf.predict_proba(X[:4]))
+
+
+@pytest.mark.parametrize("where", ["memory", "directory"])
+def test_image_cache_decodes_each_file_once_and_changes_nothing(
+    tmp_path, images, monkeypatch, where
+):
+    import skdiffmic._inputs as inputs
+
+    X, y = images
+    paths = [str(p) for p in _write(tmp_path, X)]
+    cache = "memory" if where == "memory" else str(tmp_path / "cache")
+    reads = []
+    real_read = inputs.read_image
+
+    def counting_read(path, *args, **kwargs):
+        reads.append(path)
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(inputs, "read_image", counting_read)
+    plain = tiny().fit(paths, y)
+    n_plain = len(reads)
+    reads.clear()
+    cached = tiny(image_cache=cache).fit(paths, y)
+    # Guidance + diffusion epochs and the calibration pass read every file
+    # again without a cache; with one, each file is decoded once.
+    assert n_plain >= 3 * len(paths)
+    assert sorted(reads) == sorted(paths)
+    # The cached images are the decoded ones: the same weights and outputs.
+    np.testing.assert_array_equal(
+        cached.predict_proba(paths), plain.predict_proba(paths)
+    )
+    if where == "directory":
+        assert len(list((tmp_path / "cache").glob("images-*.npy"))) >= 1
+        # Another fit on the same files reads the directory, decoding nothing.
+        reads.clear()
+        tiny(image_cache=cache).fit(paths, y)
+        assert reads == []
+
+
+def test_image_cache_directory_is_keyed_by_the_files_and_size(tmp_path, images):
+    X, _ = images
+    paths = [str(p) for p in _write(tmp_path, X[:4])]
+    key = PathImages(paths, size=16).cache_key()
+    assert PathImages(paths, size=16).cache_key() == key
+    assert PathImages(paths, size=8).cache_key() != key
+    assert PathImages(paths[::-1], size=16).cache_key() != key
+    Image.fromarray(X[5]).save(paths[0])  # the file changes on disk
+    assert PathImages(paths, size=16).cache_key() != key
+
+
+def test_image_cache_is_validated(images):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = images
+    with pytest.raises(InvalidParameterError, match="image_cache"):
+        tiny(image_cache=3).fit(X, y)

@@ -144,9 +144,24 @@ def test_a_version_3_file_chooses_its_windows_on_the_summed_cams(tmp_path):
     y = np.arange(24) % 2
     clf = tiny(crop_saliency="sum").fit(X, y)
     path = tmp_path / "m.safetensors"
-    _save_as_older_format(clf, path, 3, ["crop_saliency"])
+    _save_as_older_format(
+        clf, path, 3, ["crop_saliency", "local_encoder", "image_cache"]
+    )
     loaded = DiffMICClassifier.load(path)
     assert loaded.crop_saliency == "sum"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_version_4_file_encodes_its_windows_with_the_full_network(tmp_path):
+    # Format 4 had no local_encoder: its models ran the whole backbone on the
+    # windows, and load as "full" whatever the current default is.
+    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    clf = tiny(local_encoder="full").fit(X, y)
+    path = tmp_path / "m.safetensors"
+    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache"])
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.local_encoder == "full" and loaded.image_cache is None
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
@@ -174,6 +189,8 @@ def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
         "denoiser_init",
         "clip_sample_range",
         "crop_saliency",
+        "local_encoder",
+        "image_cache",
     ]
     _save_as_older_format(clf, path, 2, removed)
     loaded = DiffMICClassifier.load(path)

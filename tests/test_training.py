@@ -234,3 +234,45 @@ def test_the_temperature_is_fitted_on_the_hold_out_and_lowers_its_log_loss():
     plain_loss = -np.mean(np.log(proba[np.arange(len(held_out)), y[held_out]]))
     clf.temperature_ = t
     assert fitted_loss <= plain_loss + 1e-9
+
+
+class _RecordingSource:
+    """A row source that logs which thread loads which rows."""
+
+    def __init__(self, n, fail_at=None):
+        self.X = torch.arange(n, dtype=torch.float32).view(n, 1)
+        self.loads, self.fail_at = [], fail_at
+
+    def __len__(self):
+        return len(self.X)
+
+    def load(self, indices):
+        import threading
+
+        indices = list(indices)
+        if self.fail_at is not None and self.fail_at in indices:
+            raise ValueError(f"X[{self.fail_at}]: cannot read")
+        self.loads.append((indices, threading.current_thread().name))
+        return self.X[indices]
+
+
+def test_iter_batches_loads_ahead_in_the_background_in_order():
+    source = _RecordingSource(10)
+    order = np.array([3, 1, 4, 0, 9, 2, 6, 5, 8, 7])
+    batches = list(
+        training.iter_batches(source, order, 4, lambda b: b, torch.device("cpu"))
+    )
+    assert [b.pos.tolist() for b in batches] == [[3, 1, 4, 0], [9, 2, 6, 5], [8, 7]]
+    for batch in batches:
+        np.testing.assert_array_equal(batch.x[:, 0].numpy(), batch.pos)
+    assert all(name.startswith("skdiffmic-prefetch") for _, name in source.loads)
+
+
+def test_iter_batches_reports_a_bad_row_of_a_prefetched_batch():
+    source = _RecordingSource(10, fail_at=6)
+    batches = training.iter_batches(
+        source, np.arange(10), 4, lambda b: b, torch.device("cpu")
+    )
+    assert next(batches).pos.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"X\[6\]: cannot read"):
+        next(batches)

@@ -7,7 +7,12 @@ from scipy import stats
 from sklearn.metrics import brier_score_loss
 
 from skdiffmic import DiffMICClassifier
-from skdiffmic._uncertainty import FeatureDensity, chain_statistics, paired_t_test
+from skdiffmic._uncertainty import (
+    FeatureDensity,
+    chain_statistics,
+    paired_t_test,
+    shrunk_precision,
+)
 from skdiffmic.datasets import make_lesions
 from skdiffmic.metrics import calibration_bins, expected_calibration_error
 from tests.conftest import tiny
@@ -129,6 +134,27 @@ def test_without_validation_the_reference_is_cross_fitted(images, fitted):
     np.testing.assert_allclose(density.reference, np.sort(crossed), rtol=1e-6)
     in_sample = density.distance(features)
     assert np.median(crossed) > np.median(in_sample)
+
+
+@pytest.mark.parametrize(
+    "n, d, rank",
+    [(40, 300, 40), (300, 40, 40), (50, 50, 50), (60, 200, 10), (30, 1, 1)],
+)
+def test_shrunk_precision_is_ledoit_wolf_pseudo_inverted(n, d, rank):
+    # The Gram-matrix route gives scikit-learn's Ledoit-Wolf covariance,
+    # pseudo-inverted, for fewer rows than features, more, as many, and rows
+    # of low rank (the class-centred features of a small image set).
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(n + d)
+    X = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) * rng.gamma(1, 1, d)
+    X -= X.mean(axis=0)
+    expected = np.linalg.pinv(
+        LedoitWolf(assume_centered=True).fit(X).covariance_, hermitian=True
+    )
+    np.testing.assert_allclose(
+        shrunk_precision(X), expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max()
+    )
 
 
 def test_cross_fitting_copes_with_a_class_of_one_image():
