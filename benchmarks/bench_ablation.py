@@ -119,6 +119,21 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "local_encoder": "cut",
     },
+    # The denoiser's width (every other configuration uses 512).
+    "logit+init+per_class h1024": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "hidden_dim": 1024,
+    },
+    "logit+init+per_class h6144": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "hidden_dim": 6144,
+    },
     "epsilon+init": {**PAPER, "denoiser_init": "guidance"},
     "sample+focal": {**PAPER, "prediction_type": "sample", "focal_weight": 10.0},
     "epsilon+focal": {**PAPER, "focal_weight": 10.0},
@@ -276,9 +291,8 @@ def run(
                 params["guidance_learning_rate"] = lr
                 config = f"{config} glr={lr:g}"
             g, d = params.pop("epochs_split", budget)
-            clf = DiffMICClassifier(
-                guidance_epochs=g, max_epochs=d, hidden_dim=512, **params, **common
-            )
+            params.setdefault("hidden_dim", 512)
+            clf = DiffMICClassifier(guidance_epochs=g, max_epochs=d, **params, **common)
             start = time.perf_counter()
             clf.fit(X_tr, y_tr)
             fit_s = time.perf_counter() - start

@@ -92,6 +92,10 @@ def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
     return float(np.exp(best.x)) if best.fun <= log_loss(0.0) else 1.0
 
 
+# Rows (images x chains) whose reverse chains run together at prediction.
+CHAIN_ROWS = 2048
+
+
 @dataclass
 class Sampler:
     """The reverse process used at prediction, from the estimator's settings.
@@ -146,13 +150,38 @@ class Sampler:
 
         ``batches`` yields ``(positions, network input, raw rows)``;
         ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
-        once; its chains run on the label head as one batch, their noise drawn
-        from the row's own seed. With ``with_features``, returns ``(y0,
+        once; its chains run on the label head, together with those of the
+        next batches up to :data:`CHAIN_ROWS` rows, their noise drawn from the
+        row's own seed. With ``with_features``, returns ``(y0,
         feature statistics of the denoiser's encoder)``.
         """
         guidance_model, denoiser, dtype = networks
         n_draws = self.n_noise_draws()
-        outputs, statistics = [], []
+        outputs, statistics, pending = [], [], []
+
+        def run_chains():
+            """The reverse chains of the pending batches, as one batch."""
+            features, prior, noise = (torch.cat(parts) for parts in zip(*pending))
+            pending.clear()
+
+            def model_fn(y_t, t):
+                out = denoiser.head(features, y_t, prior, t)
+                return out.float() if dtype is None else out
+
+            with torch.inference_mode(), autocast(device), timed("reverse chain"):
+                y0 = reverse_chain(
+                    self.schedule,
+                    model_fn,
+                    prior,
+                    noise,
+                    sampler=self.sampler,
+                    n_steps=self.n_steps,
+                    eta=self.eta,
+                    prediction_type=self.prediction_type,
+                    clip_range=self.clip_range,
+                )
+            outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
+
         for _, x, raw in batches:
             with timed("noise draws"):
                 seeds = row_seeds(raw, seed)
@@ -171,26 +200,19 @@ class Sampler:
                         statistics.append(features.cpu().double())
                 with timed("denoiser encoder"):
                     features = denoiser.encode(denoiser_input(denoiser, x, details))
-                    features = features.repeat_interleave(n_samples, 0)
-                prior = prior.repeat_interleave(n_samples, 0)
-
-                def model_fn(y_t, t, features=features, prior=prior):
-                    out = denoiser.head(features, y_t, prior, t)
-                    return out.float() if dtype is None else out
-
-                with timed("reverse chain"):
-                    y0 = reverse_chain(
-                        self.schedule,
-                        model_fn,
-                        prior,
-                        noise,
-                        sampler=self.sampler,
-                        n_steps=self.n_steps,
-                        eta=self.eta,
-                        prediction_type=self.prediction_type,
-                        clip_range=self.clip_range,
-                    )
-            outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
+            pending.append(
+                (
+                    features.repeat_interleave(n_samples, 0),
+                    prior.repeat_interleave(n_samples, 0),
+                    noise,
+                )
+            )
+            # The label head's steps cost about as much for 32 rows as for a
+            # thousand: run them for many batches at once.
+            if sum(len(part[0]) for part in pending) >= CHAIN_ROWS:
+                run_chains()
+        if pending:
+            run_chains()
         y0 = torch.cat(outputs).numpy()
         if with_features:
             return y0, torch.cat(statistics).numpy()
