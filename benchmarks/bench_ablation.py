@@ -234,6 +234,7 @@ def run(
     epochs=None,
     cnn_learning_rates=(None,),
     guidance_learning_rates=(None,),
+    predictions=tuple(PREDICTIONS),
 ):
     rows = []
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +306,8 @@ def run(
                     "fit_s": fit_s,
                 }
             )
-            for label, settings in PREDICTIONS.items():
+            for label in predictions:
+                settings = PREDICTIONS[label]
                 clf.set_params(**settings)
                 for rule, proba in combine(
                     clf._denoise(X_va), clf.prediction_type_
@@ -377,6 +379,13 @@ def main(argv=None) -> None:
         default=[None],
         help="DiffMIC's guidance_learning_rate values to try (default: its own)",
     )
+    parser.add_argument(
+        "--predictions",
+        nargs="+",
+        choices=list(PREDICTIONS),
+        default=list(PREDICTIONS),
+        help="prediction settings to score every DiffMIC fit with",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("ablation_results"))
     args = parser.parse_args(argv)
@@ -391,6 +400,7 @@ def main(argv=None) -> None:
         epochs=args.epochs,
         cnn_learning_rates=args.cnn_lr,
         guidance_learning_rates=args.guidance_lr,
+        predictions=args.predictions,
     )
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
     print(markdown(table))

@@ -14,9 +14,12 @@ default, stratified k-fold cross-validation of
   evaluated from the same fits.
 
 Every model sees the same folds. Prints a table (mean +- sd over folds) of
-accuracy, macro-F1, quadratic-weighted kappa, ROC AUC, fit time and predict
-time per image, and writes ``results.csv`` (one row per fold and model,
-rewritten after every fold so that a stopped run keeps its finished folds),
+accuracy, macro-F1, quadratic-weighted kappa, ROC AUC (one-vs-rest, macro, for
+several classes), balanced accuracy, log-loss, fit time and predict time per
+image, and a table of each class's recall (melanoma recall is the first thing
+a dermatologist asks of a skin-lesion classifier), and writes ``results.csv``
+(one row per fold and model, rewritten after every fold so that a stopped run
+keeps its finished folds),
 ``summary.csv`` and ``benchmark.png`` (metric bars with error bars and
 DiffMIC's confusion matrix summed over folds) to ``--out``.
 
@@ -52,9 +55,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
+    balanced_accuracy_score,
     cohen_kappa_score,
     confusion_matrix,
     f1_score,
+    log_loss,
+    recall_score,
     roc_auc_score,
 )
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -73,6 +79,9 @@ from skdiffmic.datasets import (
 
 MODELS = ("DiffMIC", "CNN (CE)", "DCG prior")
 METRICS = ("accuracy", "macro_f1", "qw_kappa", "roc_auc")
+# Also in the table: multi-class and calibration metrics, and (a second table)
+# each class's recall.
+EXTRA = ("balanced_accuracy", "log_loss")
 
 SETTINGS = {
     # About 15 minutes on a 2-core CPU.
@@ -174,16 +183,21 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
 
 
 def scores(y_true, proba, classes):
+    """The table's metrics, and the recall of every class (``recall[k]``)."""
     pred = classes[np.argmax(proba, axis=1)]
     if len(classes) == 2:
         auc = roc_auc_score(y_true, proba[:, 1])
     else:
         auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
+    recall = recall_score(y_true, pred, labels=classes, average=None, zero_division=0)
     return {
         "accuracy": accuracy_score(y_true, pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, pred),
         "macro_f1": f1_score(y_true, pred, average="macro"),
         "qw_kappa": cohen_kappa_score(y_true, pred, weights="quadratic"),
         "roc_auc": auc,
+        "log_loss": log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes),
+        **{f"recall[{k}]": r for k, r in zip(classes, recall)},
     }
 
 
@@ -269,25 +283,47 @@ def run(args) -> tuple[pd.DataFrame, dict]:
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    columns = [*METRICS, "fit_s", "predict_ms_per_image"]
+    recalls = [c for c in table.columns if c.startswith("recall[")]
+    columns = [*METRICS, *EXTRA, *recalls, "fit_s", "predict_ms_per_image"]
     grouped = table.groupby("model", sort=False)[columns]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std().add_suffix("_sd"))
     return summary.loc[list(MODELS)]
 
 
-def print_table(summary: pd.DataFrame) -> str:
+def print_table(summary: pd.DataFrame, names=()) -> str:
+    """The Markdown tables; ``names`` labels the classes coded 0, 1, ..."""
     lines = [
-        "| model | accuracy | macro-F1 | QW kappa | ROC AUC | fit (s) | "
-        "predict (ms/image) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | accuracy | macro-F1 | QW kappa | ROC AUC | balanced acc. | "
+        "log-loss | fit (s) | predict (ms/image) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, r in summary.iterrows():
-        cells = [f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}" for m in METRICS]
+        cells = [
+            f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}" for m in (*METRICS, *EXTRA)
+        ]
         cells.append(f"{r['fit_s_mean']:.0f} ± {r['fit_s_sd']:.0f}")
         cells.append(
             f"{r['predict_ms_per_image_mean']:.2f} ± {r['predict_ms_per_image_sd']:.2f}"
         )
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    recalls = [
+        c for c in summary.columns if c.startswith("recall[") and c.endswith("_mean")
+    ]
+    labels = [c[len("recall[") : -len("]_mean")] for c in recalls]
+    names = [
+        str(names[int(k)]) if k.isdigit() and int(k) < len(names) else k for k in labels
+    ]
+    lines += [
+        "",
+        "Recall of each class (mean over folds):",
+        "",
+        "| model | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for model, r in summary.iterrows():
+        lines.append(
+            f"| {model} | " + " | ".join(f"{r[c]:.3f}" for c in recalls) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -397,7 +433,7 @@ def main(argv=None) -> None:
         f"{s['guidance_epochs'] + s['max_epochs']}), on {platform.machine()} with "
         f"{os.cpu_count()} CPU(s); {time.perf_counter() - start:.0f} s in all\n"
     )
-    print(print_table(summary))
+    print(print_table(summary, info["names"]))
     print(
         f"\nwrote {args.out / 'results.csv'}, {args.out / 'summary.csv'}, "
         f"{args.out / 'benchmark.png'}"
