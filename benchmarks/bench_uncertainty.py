@@ -156,8 +156,19 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--denoiser-init",
         default="guidance",
-        choices=["guidance", "scratch"],
-        help="the denoiser encoder's start (the estimator's default: guidance)",
+        choices=["guidance", "scratch", "shared"],
+        help="the denoiser's encoder (the estimator's default: guidance)",
+    )
+    parser.add_argument(
+        "--local-encoder",
+        default="full",
+        choices=["full", "cut"],
+        help="the windows' CNN (the estimator's default: full)",
+    )
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start every network from ImageNet weights (pretrained=True)",
     )
     parser.add_argument(
         "--crop-saliency",
@@ -193,7 +204,9 @@ def main(argv=None) -> None:
         validation_fraction=args.validation_fraction or None,
         prediction_type=args.prediction_type,
         denoiser_init=args.denoiser_init,
+        local_encoder=args.local_encoder,
         crop_saliency=args.crop_saliency,
+        pretrained=args.pretrained,
         random_state=args.seed,
     )
     start = time.perf_counter()
@@ -207,6 +220,7 @@ def main(argv=None) -> None:
         backbone=args.backbone,
         max_epochs=args.guidance_epochs + args.epochs,
         batch_size=args.batch_size,
+        pretrained=args.pretrained,
         random_state=args.seed,
     )
     start = time.perf_counter()
