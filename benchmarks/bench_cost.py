@@ -4,9 +4,11 @@ One fold of the main job (``examples/benchmark.py``): the same 600-image
 stratified Br35H subset, its first 3-fold split (400 training, 200 test
 images), ``tf_efficientnet_lite0`` from ImageNet at 64 px, DCG 2 + 6 diffusion
 epochs for DiffMIC and 8 epochs for the CNN (:class:`~skdiffmic.baselines.
-TimmClassifier`), ``hidden_dim=512``. ``--full`` uses the main job's
-``--full`` settings instead (224 px, ``hidden_dim=6144``), on as many images
-and epochs as you give it.
+TimmClassifier`), and the main job's DiffMIC settings (``hidden_dim=512``,
+``denoiser_init="shared"``, ``local_encoder="cut"``; ``--set`` overrides any
+parameter). ``--full`` uses the main job's ``--full`` settings instead (224 px,
+``hidden_dim=6144``, the denoiser's own encoder), on as many images and epochs
+as you give it.
 
 Each model is fitted once and predicts the test images once, with the stages
 of :mod:`skdiffmic._profiling` recording their wall time: decoding, augmentation,
@@ -43,15 +45,34 @@ from skdiffmic._profiling import record_stages, timed
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, read_images
 
+# DiffMIC's settings are the main job's (examples/benchmark.py).
 SETTINGS = {
     "default": dict(
-        n_images=600, image_size=64, epochs=(2, 6), hidden_dim=512, batch_size=32
+        n_images=600,
+        image_size=64,
+        epochs=(2, 6),
+        hidden_dim=512,
+        batch_size=32,
+        denoiser_init="shared",
+        local_encoder="cut",
     ),
     "full": dict(
-        n_images=1200, image_size=224, epochs=(15, 100), hidden_dim=6144, batch_size=32
+        n_images=1200,
+        image_size=224,
+        epochs=(15, 100),
+        hidden_dim=6144,
+        batch_size=32,
+        denoiser_init="guidance",
+        local_encoder="full",
     ),
     "quick": dict(
-        n_images=48, image_size=16, epochs=(1, 1), hidden_dim=32, batch_size=8
+        n_images=48,
+        image_size=16,
+        epochs=(1, 1),
+        hidden_dim=32,
+        batch_size=8,
+        denoiser_init="shared",
+        local_encoder="cut",
     ),
 }
 
@@ -177,8 +198,13 @@ def main(argv=None) -> None:
         "DiffMIC": DiffMICClassifier(
             guidance_epochs=g,
             max_epochs=d,
-            hidden_dim=s["hidden_dim"],
-            **{**common, **overrides},
+            **{
+                **common,
+                "hidden_dim": s["hidden_dim"],
+                "denoiser_init": s["denoiser_init"],
+                "local_encoder": s["local_encoder"],
+                **overrides,
+            },
         ),
     }
     if not args.no_cnn:
@@ -189,7 +215,8 @@ def main(argv=None) -> None:
         f"Br35H, {len(y_tr)} training / {len(y_te)} test images "
         f"({'file paths' if args.paths else 'decoded arrays'}), {backbone} at "
         f"{s['image_size']} px, DiffMIC {g} + {d} epochs (CNN {g + d}), "
-        f"hidden_dim={s['hidden_dim']}, overrides {overrides or 'none'}; "
+        f"hidden_dim={s['hidden_dim']}, denoiser_init={s['denoiser_init']!r}, "
+        f"local_encoder={s['local_encoder']!r}, overrides {overrides or 'none'}; "
         f"{platform.machine()}, {os.cpu_count()} CPU(s), {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads\n",
         flush=True,

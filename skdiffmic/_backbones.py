@@ -153,7 +153,28 @@ def create_feature_encoder(
         features_only=True,
         out_indices=tuple(range(stage + 1)),
     )
-    return model, chans, reduction
+    return _drop_unused_blocks(model), chans, reduction
+
+
+def _drop_unused_blocks(model: nn.Module) -> nn.Module:
+    """Drop the blocks after the last stage a ``features_only`` network returns.
+
+    timm's generic feature wrapper (ResNets and most families) keeps only the
+    modules up to the last stage asked for, but the EfficientNet and
+    MobileNet-V3 feature classes run every block and keep the maps they were
+    asked for: a network cut at the stride-8 stage would still pay for all
+    the deeper stages. Their ``blocks`` after the last returned stage are
+    removed (in place; nothing they computed was used).
+    """
+    stage_ends = getattr(model, "_stage_out_idx", None)
+    blocks = getattr(model, "blocks", None)
+    if (
+        stage_ends
+        and isinstance(blocks, nn.Sequential)
+        and getattr(model, "feature_hooks", None) is None
+    ):
+        model.blocks = blocks[: max(stage_ends)]
+    return model
 
 
 def create_crop_encoder(name: str, *, in_chans: int, crop_size: int, pretrained=False):
@@ -170,7 +191,7 @@ def create_crop_encoder(name: str, *, in_chans: int, crop_size: int, pretrained=
     model = _create(
         name, in_chans, pretrained, features_only=True, out_indices=(stage,)
     )
-    return model, chans
+    return _drop_unused_blocks(model), chans
 
 
 def create_pooled_encoder(name: str, *, in_chans: int, pretrained=False):

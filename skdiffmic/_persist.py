@@ -227,6 +227,15 @@ def load_estimator(cls, path):
         state = {
             k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
         }
+        if document["version"] < 5:
+            # Before format 5 an EfficientNet-style global encoder kept the
+            # blocks after its CAM stage (unused); the network has them no more.
+            expected = module.state_dict()
+            state = {
+                k: v
+                for k, v in state.items()
+                if k in expected or not k.startswith("global_encoder.blocks.")
+            }
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

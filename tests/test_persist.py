@@ -196,3 +196,29 @@ def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
     loaded = DiffMICClassifier.load(path)
     assert loaded.prediction_type == "epsilon" and loaded.clip_sample is False
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_version_4_efficientnet_file_with_the_unused_deep_blocks_loads(tmp_path):
+    # Before format 5 an EfficientNet global encoder cut at its CAM stage kept
+    # (and saved) the deeper blocks it never ran; they are dropped on loading,
+    # and only from files of those versions.
+    X = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(16) % 2
+    clf = tiny(backbone="tf_efficientnet_lite0", max_epochs=1, n_crops=2).fit(X, y)
+    assert len(clf.guidance_model_.global_encoder.blocks) < 7
+    path = tmp_path / "m.safetensors"
+    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache"])
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    tensors["guidance_model_.global_encoder.blocks.6.0.conv_pw.weight"] = torch.ones(
+        1152, 192, 1, 1
+    )
+    save_file(tensors, str(path), metadata=metadata)
+    loaded = DiffMICClassifier.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    _rewrite(path, version=5)
+    with pytest.raises(ValueError, match="do not match"):
+        DiffMICClassifier.load(path)
