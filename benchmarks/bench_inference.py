@@ -41,7 +41,7 @@ def reference_scheme(clf, X, n_steps):
     images, device = clf._prepare(X)
     out = []
     with torch.inference_mode():
-        for _, x in clf._batches(images, device):
+        for _, x, _ in clf._batches(images, device):
             prior = clf.guidance_model_(x).fused.softmax(-1)
             noise = torch.randn(len(x), 1, prior.shape[1])
             out.append(
@@ -63,15 +63,18 @@ def main():
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--n-images", type=int, default=64)
-    parser.add_argument("--hidden-dim", type=int, nargs="+", default=[6144, 1024])
+    parser.add_argument("--hidden-dim", type=int, nargs="+", default=[6144, 512])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
     n = args.n_images
     X, y = make_lesions(n, image_size=args.image_size, random_state=0)
 
+    # In the memory format the estimators use (channels-last, on every device).
     plain = timm.create_model(args.backbone, num_classes=2).eval()
+    plain = plain.to(memory_format=torch.channels_last)
     xt = torch.randn(n, 3, args.image_size, args.image_size)
+    xt = xt.contiguous(memory_format=torch.channels_last)
 
     def plain_forward():
         with torch.inference_mode():
