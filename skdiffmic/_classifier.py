@@ -946,7 +946,9 @@ default="logit_residual"
         2. Does the image look like the training images? The Mahalanobis
            distance of its feature statistics (the per-channel mean and
            standard deviation of the denoiser encoder's feature maps at up to
-           five stages) to the nearest class mean of the training images'
+           five stages; of the DCG global encoder's with
+           ``denoiser_init="shared"``) to the nearest class mean of the
+           training images'
            (``feature_distance``), as a conformal p-value against the held-out
            reference images (``ood_p_value``).
            The chains alone cannot tell: on images unlike any training image

@@ -214,16 +214,22 @@ class ImageCache:
     modification times, the network input size and the channels, so that
     later fits and predictions on the same files (a grid search, another
     process) read it too.
+
+    An image not yet decoded is a row of NaN (decoded pixels never are): the
+    cache is one file, which a process creates complete under a temporary
+    name and then renames, so processes sharing the directory each see
+    whole rows of one file, and a row half-written by another process reads
+    as missing and is decoded again.
     """
 
     def __init__(self, directory=None):
         self.directory = None if directory is None else os.fspath(directory)
         self.key = None
-        self.images = self.filled = None
+        self.images = None
 
     @classmethod
     def create(cls, cache):
-        if cache is None or cache is False:
+        if cache is None:
             return None
         if cache == "memory":
             return cls()
@@ -235,34 +241,51 @@ class ImageCache:
             return
         shape = (len(source), source.channels, source.size, source.size)
         if self.directory is None:
-            self.images = np.empty(shape, dtype=np.float32)
-            self.filled = np.zeros(len(source), dtype=bool)
+            self.images = np.full(shape, np.nan, dtype=np.float32)
         else:
             os.makedirs(self.directory, exist_ok=True)
-            stem = os.path.join(self.directory, f"images-{key}")
-            self.images = _open_memmap(f"{stem}.npy", np.float32, shape)
-            self.filled = _open_memmap(f"{stem}.filled.npy", np.bool_, shape[:1])
+            path = os.path.join(self.directory, f"images-{key}.npy")
+            self.images = _open_memmap(path, shape)
         self.key = key
 
     def load(self, source, indices) -> torch.Tensor:
         self._open(source)
-        missing = [i for i in dict.fromkeys(indices) if not self.filled[i]]
-        if missing:
-            self.images[missing] = source._decode(missing).numpy()
-            self.filled[missing] = True
-        return torch.from_numpy(self.images[indices])
+        rows = self.images[indices]  # a copy
+        missing = np.isnan(rows.reshape(len(indices), -1)).any(axis=1)
+        if missing.any():
+            todo = list(dict.fromkeys(np.asarray(indices)[missing].tolist()))
+            decoded = source._decode(todo).numpy()
+            self.images[todo] = decoded
+            where = {index: k for k, index in enumerate(todo)}
+            for position in np.flatnonzero(missing):
+                rows[position] = decoded[where[indices[position]]]
+        return torch.from_numpy(rows)
 
 
-def _open_memmap(path, dtype, shape):
-    """A memory-mapped ``.npy`` file: the existing one if it fits, else a new one."""
+def _open_memmap(path, shape):
+    """The cache file at ``path``: the existing one if it fits, else a new one
+    of NaN rows, written under a temporary name and renamed into place."""
     from numpy.lib.format import open_memmap
 
     if os.path.exists(path):
-        existing = open_memmap(path, mode="r+")
-        if existing.shape == shape and existing.dtype == dtype:
+        try:
+            existing = open_memmap(path, mode="r+")
+        except (ValueError, OSError):  # truncated or not an .npy file
+            existing = None
+        if (
+            existing is not None
+            and existing.shape == shape
+            and existing.dtype == np.float32
+        ):
             return existing
         del existing
-    return open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fresh = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    fresh[:] = np.nan
+    fresh.flush()
+    del fresh
+    os.replace(tmp, path)
+    return open_memmap(path, mode="r+")
 
 
 def _probe(item):

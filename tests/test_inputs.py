@@ -178,3 +178,20 @@ def test_image_cache_is_validated(images):
     X, y = images
     with pytest.raises(InvalidParameterError, match="image_cache"):
         tiny(image_cache=3).fit(X, y)
+
+
+def test_image_cache_rows_repeat_and_half_written_rows_are_decoded_again(
+    tmp_path, images
+):
+    X, _ = images
+    paths = [str(p) for p in _write(tmp_path, X[:6])]
+    plain = PathImages(paths, size=16)
+    cached = PathImages(paths, size=16, cache=str(tmp_path / "cache"))
+    expected = plain.load([3, 1, 3, 5])
+    torch.testing.assert_close(cached.load([3, 1, 3, 5]), expected, rtol=0, atol=0)
+    # A row that another process left half written (NaN after its first
+    # pixels) reads as missing: it is decoded again, not returned as it is.
+    cached.cache.images[1, :, 8:, :] = np.nan
+    again = PathImages(paths, size=16, cache=str(tmp_path / "cache"))
+    torch.testing.assert_close(again.load([1, 3]), plain.load([1, 3]), rtol=0, atol=0)
+    assert not np.isnan(again.cache.images[1]).any()
