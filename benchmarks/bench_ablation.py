@@ -43,7 +43,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from sklearn.datasets import load_digits
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 
 from skdiffmic import DiffMICClassifier
@@ -61,6 +66,12 @@ DATASETS = {
     ),
     "digits": dict(
         n_train=600, n_val=300, image_size=32, guidance_epochs=4, max_epochs=10
+    ),
+    # DermaMNIST (7 skin-lesion classes, 67% one class): a stratified subset
+    # of its official train split against its whole official val split, from
+    # the npz named by --dermamnist (its test split is never used here).
+    "dermamnist": dict(
+        n_train=1400, n_val=None, image_size=64, guidance_epochs=4, max_epochs=10
     ),
 }
 COMMON = dict(backbone="resnet10t", batch_size=32)
@@ -186,9 +197,26 @@ def _digits(seed: int, n: int, size: int):
     return X, data.target[keep]
 
 
-def load(name: str, seed: int):
+def _dermamnist(path, n_train: int, seed: int):
+    """A stratified subset of DermaMNIST's train split, and its val split."""
+    from skdiffmic.datasets import load_medmnist
+
+    if not path:
+        raise SystemExit("--datasets dermamnist needs --dermamnist FILE.npz")
+    X, y = load_medmnist(path, split="train", return_X_y=True)
+    X_val, y_val = load_medmnist(path, split="val", return_X_y=True)
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=n_train, stratify=y, random_state=seed
+    )
+    keep = np.sort(keep)
+    return X[keep], X_val, y[keep], y_val
+
+
+def load(name: str, seed: int, dermamnist=None):
     """``(X_train, X_val, y_train, y_val)`` of the selection split."""
     s = DATASETS[name]
+    if name == "dermamnist":
+        return _dermamnist(dermamnist, s["n_train"], seed)
     n = s["n_train"] + s["n_val"]
     if name == "br35h":
         paths, y = load_br35h(return_X_y=True)
@@ -219,6 +247,7 @@ def scores(y_true, proba, classes) -> dict:
         auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
     return {
         "accuracy": accuracy_score(y_true, pred),
+        "balanced_accuracy": balanced_accuracy_score(y_true, pred),
         "macro_f1": f1_score(y_true, pred, average="macro"),
         "roc_auc": auc,
     }
@@ -235,6 +264,7 @@ def run(
     cnn_learning_rates=(None,),
     guidance_learning_rates=(None,),
     predictions=tuple(PREDICTIONS),
+    dermamnist=None,
 ):
     rows = []
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +282,7 @@ def run(
 
     for name in names:
         s = DATASETS[name]
-        X_tr, X_va, y_tr, y_va = load(name, seed)
+        X_tr, X_va, y_tr, y_va = load(name, seed, dermamnist)
         print(
             f"{name}: {len(y_tr)} train / {len(y_va)} validation images "
             f"{X_tr.shape[1:]}",
@@ -386,6 +416,9 @@ def main(argv=None) -> None:
         default=list(PREDICTIONS),
         help="prediction settings to score every DiffMIC fit with",
     )
+    parser.add_argument(
+        "--dermamnist", help="a MedMNIST DermaMNIST .npz (train and val splits)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("ablation_results"))
     args = parser.parse_args(argv)
@@ -401,6 +434,7 @@ def main(argv=None) -> None:
         cnn_learning_rates=args.cnn_lr,
         guidance_learning_rates=args.guidance_lr,
         predictions=args.predictions,
+        dermamnist=args.dermamnist,
     )
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
     print(markdown(table))
