@@ -161,6 +161,13 @@ def _epoch_size(n, batch_size):
     return n - 1 if n > 1 and n % batch_size == 1 else n
 
 
+def balanced_sample_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Per-row drawing weights, inversely proportional to the row's class size
+    (``balanced_sampling``: every class drawn about equally often)."""
+    counts = torch.bincount(y, minlength=n_classes).double()
+    return (1.0 / counts.clamp_min(1))[y]
+
+
 def _epoch_order(n, batch_size, generator, sample_weight=None):
     """Shuffled indices for one epoch (see :func:`_epoch_size`).
 
@@ -306,10 +313,9 @@ def fit_diffmic(
     if config.class_weight is not None:
         class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
         class_weight = class_weight.to(device)
-    sample_weight = None
-    if config.balanced_sampling:
-        counts = torch.bincount(y_all, minlength=n_classes).double()
-        sample_weight = (1.0 / counts.clamp_min(1))[y_all]
+    sample_weight = (
+        balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
+    )
     guidance_opt = torch.optim.Adam(
         dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True, foreach=True
     )

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -33,6 +34,7 @@ from ._training import (
     _epoch_size,
     _lr_lambda,
     autocast,
+    balanced_sample_weight,
     iter_batches,
 )
 
@@ -72,10 +74,25 @@ def _fit_cross_entropy(
     device,
     generator,
     verbose,
+    class_weight=None,
+    balanced_sampling=False,
 ):
-    """Train ``model`` in place with cross-entropy; return the per-epoch history."""
+    """Train ``model`` in place with cross-entropy; return the per-epoch history.
+
+    ``class_weight`` (per class, or None) weighs the cross-entropy;
+    ``balanced_sampling`` draws each epoch's rows inversely to their class's
+    size, as :class:`~skdiffmic.DiffMICClassifier` does.
+    """
     n = len(images)
     y_all = torch.as_tensor(y, dtype=torch.long)
+    weight = None
+    if class_weight is not None:
+        weight = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
+    sample_weight = (
+        balanced_sample_weight(y_all, int(y_all.max()) + 1)
+        if balanced_sampling
+        else None
+    )
     steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
     total_steps = max(1, steps_per_epoch * max_epochs)
     optimizer = torch.optim.Adam(
@@ -92,7 +109,7 @@ def _fit_cross_entropy(
         start = time.perf_counter()
         model.train()
         total, n_batches = 0.0, 0
-        order = _epoch_order(n, batch_size, generator)
+        order = _epoch_order(n, batch_size, generator, sample_weight)
         for pos, x, _ in iter_batches(images, order, batch_size, preprocess, device):
             if augment is not None:
                 with timed("augment"):
@@ -100,7 +117,7 @@ def _fit_cross_entropy(
             target = y_all[pos].to(device)
             with autocast(device), timed("cnn forward"):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), target)
+            loss = F.cross_entropy(logits.float(), target, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             with timed("cnn backward"):
                 loss.backward()
@@ -172,6 +189,15 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         fine-tuning ImageNet weights, and tied on ``make_lesions``.
     weight_decay : float, default=0.0
         L2 penalty added by Adam.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy, for imbalanced data, as
+        :class:`~skdiffmic.DiffMICClassifier`'s: ``"balanced"`` uses
+        ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
+        weights (missing labels weigh 1).
+    balanced_sampling : bool, default=False
+        Draw each epoch's rows with replacement, in inverse proportion to
+        their class's frequency, as :class:`~skdiffmic.DiffMICClassifier`
+        does, so that the two models can be given the same imbalance options.
     image_cache : {"memory"}, str, path or None, default=None
         Keep file inputs decoded, cropped and resized for later epochs and
         passes, instead of decoding every file again each time. ``None``
@@ -247,6 +273,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "balanced_sampling": ["boolean"],
         "image_cache": [StrOptions({"memory"}), str, os.PathLike, None],
         "device": [str],
         "random_state": ["random_state"],
@@ -265,6 +293,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         batch_size=32,
         learning_rate=1e-3,
         weight_decay=0.0,
+        class_weight=None,
+        balanced_sampling=False,
         image_cache=None,
         device="auto",
         random_state=None,
@@ -279,6 +309,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.class_weight = class_weight
+        self.balanced_sampling = balanced_sampling
         self.image_cache = image_cache
         self.device = device
         self.random_state = random_state
@@ -341,6 +373,12 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             device=device,
             generator=torch.Generator().manual_seed(train_seed),
             verbose=self.verbose,
+            class_weight=(
+                None
+                if self.class_weight is None
+                else compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            ),
+            balanced_sampling=self.balanced_sampling,
         )
         self.model_ = model.eval()
         self.n_iter_ = self.max_epochs

@@ -215,3 +215,41 @@ def test_fresh_head_starts_small_whatever_the_backbone_family():
     bound = 1 / head.in_features**0.5  # PyTorch's Linear default
     assert float(weight.abs().max()) <= bound
     assert float(weight.std()) > 0.25 * bound  # drawn, not zeroed
+
+
+def test_class_weight_and_balanced_sampling_as_diffmic_has_them(monkeypatch):
+    # The CNN baseline gets DiffMIC's imbalance options, with the same meaning.
+    import torch.nn.functional as F
+
+    seen, orders = [], []
+    real_ce, real_order = F.cross_entropy, skdiffmic.baselines._epoch_order
+
+    def spy_ce(logits, target, weight=None, **kwargs):
+        seen.append(None if weight is None else weight.cpu().numpy().copy())
+        return real_ce(logits, target, weight=weight, **kwargs)
+
+    def spy_order(n, batch_size, generator, sample_weight=None):
+        order = real_order(n, batch_size, generator, sample_weight)
+        orders.append((order, sample_weight))
+        return order
+
+    monkeypatch.setattr(skdiffmic.baselines.F, "cross_entropy", spy_ce)
+    monkeypatch.setattr(skdiffmic.baselines, "_epoch_order", spy_order)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    y = np.array(["common"] * 15 + ["rare"] * 5)
+    tiny(max_epochs=1, class_weight="balanced").fit(X, y)
+    np.testing.assert_allclose(seen[0], [20 / 30, 2.0], rtol=1e-6)
+    assert orders[-1][1] is None
+    seen.clear()
+    tiny(max_epochs=1, class_weight={"rare": 5.0}).fit(X, y)
+    np.testing.assert_allclose(seen[0], [1.0, 5.0])
+    seen.clear()
+    tiny(max_epochs=4, balanced_sampling=True).fit(X, y)
+    assert seen[0] is None
+    drawn = np.concatenate([order for order, _ in orders[-4:]])
+    weights = orders[-1][1].numpy()
+    np.testing.assert_allclose(weights[:15], 1 / 15)
+    np.testing.assert_allclose(weights[15:], 1 / 5)
+    # Drawn about equally by class (the rare rows are a quarter of the data).
+    assert 0.35 < np.mean(drawn >= 15) < 0.65
