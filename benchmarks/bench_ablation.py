@@ -130,6 +130,16 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "local_encoder": "cut",
     },
+    # Imbalance: class-weighted losses (the CNN gets the same with
+    # --cnn-class-weight balanced).
+    "logit+shared+per_class+cut balanced": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "class_weight": "balanced",
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,
@@ -265,6 +275,7 @@ def run(
     guidance_learning_rates=(None,),
     predictions=tuple(PREDICTIONS),
     dermamnist=None,
+    cnn_class_weight=None,
 ):
     rows = []
     out.mkdir(parents=True, exist_ok=True)
@@ -304,6 +315,9 @@ def run(
             if config == "cnn":
                 label = "CNN (CE)" + ("" if lr is None else f" lr={lr:g}")
                 rate = {} if lr is None else {"learning_rate": lr}
+                if cnn_class_weight is not None:
+                    label += f" class_weight={cnn_class_weight}"
+                    rate["class_weight"] = cnn_class_weight
                 cnn = TimmClassifier(max_epochs=sum(budget), **rate, **common)
                 start = time.perf_counter()
                 cnn.fit(X_tr, y_tr)
@@ -419,6 +433,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--dermamnist", help="a MedMNIST DermaMNIST .npz (train and val splits)"
     )
+    parser.add_argument(
+        "--cnn-class-weight",
+        choices=["balanced"],
+        help="the CNN's class_weight (default: none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("ablation_results"))
     args = parser.parse_args(argv)
@@ -435,6 +454,7 @@ def main(argv=None) -> None:
         guidance_learning_rates=args.guidance_lr,
         predictions=args.predictions,
         dermamnist=args.dermamnist,
+        cnn_class_weight=args.cnn_class_weight,
     )
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
     print(markdown(table))
