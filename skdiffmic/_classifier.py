@@ -22,7 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
-from ._diffusion import PREDICTION_TYPES, RESIDUAL_TYPES, NoiseSchedule
+from ._diffusion import (
+    PREDICTION_TYPES,
+    RESIDUAL_TYPES,
+    NoiseSchedule,
+    sampler_timesteps,
+)
 from ._guidance import CROP_SALIENCY, LOCAL_ENCODERS
 from ._inputs import ArrayFeatures, Subset
 from ._networks import build_networks, typicality_statistics
@@ -796,14 +801,9 @@ default="logit_residual"
         return getattr(self, "prediction_type_", self.prediction_type)
 
     def _check_sampler(self) -> None:
-        """Refuse a DDIM chain longer than the schedule (before any work)."""
-        if self.sampler == "ddim" and self.n_inference_steps > self.n_timesteps:
-            raise ValueError(
-                f"n_inference_steps={self.n_inference_steps} is larger than "
-                f"n_timesteps={self.n_timesteps}: the DDIM chain visits each "
-                "timestep at most once. Lower n_inference_steps (or use "
-                "sampler='ddpm' for the full chain)."
-            )
+        """Refuse a DDIM chain longer than the schedule, before any work (the
+        reverse chain's own check, :func:`skdiffmic._diffusion.inference_timesteps`)."""
+        sampler_timesteps(self.n_timesteps, self.sampler, self.n_inference_steps)
 
     def _sampler(self) -> Sampler:
         """The reverse process of the current parameters (``set_params`` works
