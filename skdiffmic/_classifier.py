@@ -186,6 +186,19 @@ default="logit_residual"
         the cost table in the benchmarks page for what sharing saves and
         costs. Ignored in the tabular mode; a ``warm_start`` continues the
         fitted denoiser as it is.
+    prior_folds : int >= 2 or None, default=None
+        Train the denoiser on out-of-fold priors. The training rows are split
+        into ``prior_folds`` stratified folds, and as many copies of the DCG
+        model train beside it (same batches, loss and schedule), copy ``j``
+        on the rows outside fold ``j``. The denoiser then sees, for each row,
+        the priors of the copy that never trained on it: priors that err as
+        the DCG model's do on new images, so it learns to correct them. With
+        ``None`` (the paper) it trains on the DCG model's own priors, which
+        on training rows are nearly always right. Prediction uses the DCG
+        model alone and costs the same; each batch of the fit pays
+        ``prior_folds - 1`` more DCG training passes and one DCG forward
+        pass. A ``warm_start`` trains on
+        in-sample priors (its DCG model has seen every row).
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15
@@ -386,6 +399,7 @@ default="logit_residual"
         "guidance": [StrOptions({"dual", "fused"})],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "denoiser_init": [StrOptions({"shared", "guidance", "scratch"})],
+        "prior_folds": [Interval(Integral, 2, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "guidance_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -433,6 +447,7 @@ default="logit_residual"
         guidance="dual",
         hidden_dim=512,
         denoiser_init="guidance",
+        prior_folds=None,
         max_epochs=100,
         guidance_epochs=15,
         batch_size=32,
@@ -476,6 +491,7 @@ default="logit_residual"
         self.guidance = guidance
         self.hidden_dim = hidden_dim
         self.denoiser_init = denoiser_init
+        self.prior_folds = prior_folds
         self.max_epochs = max_epochs
         self.guidance_epochs = guidance_epochs
         self.batch_size = batch_size
@@ -614,6 +630,9 @@ default="logit_residual"
             denoiser_init=(
                 "scratch" if previous is not None or tabular else self.denoiser_init
             ),
+            # A warm start's DCG model has seen every row: no copy of it can
+            # give out-of-fold priors.
+            prior_folds=None if previous is not None else self.prior_folds,
             # One granularity in the tabular mode: the fused path alone.
             guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,

@@ -27,11 +27,11 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
-# local_encoder and image_cache.
-_READABLE = (1, 2, 3, 4, 5)
+# local_encoder and image_cache, version 6 prior_folds.
+_READABLE = (1, 2, 3, 4, 5, 6)
 _ATTRIBUTES = (
     "tabular_",
     "prediction_type_",
@@ -163,6 +163,7 @@ _ADDED_IN = {
     },
     4: {"crop_saliency": "sum"},
     5: {"local_encoder": "full", "image_cache": None},
+    6: {"prior_folds": None},
 }
 
 

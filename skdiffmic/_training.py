@@ -73,6 +73,9 @@ class TrainConfig:
     # Copy the trained DCG global encoder into the denoiser's encoder when the
     # diffusion stage starts.
     denoiser_init: str = "scratch"
+    # Train the denoiser on out-of-fold priors from this many copies of the
+    # DCG model (see CrossFitGuidance); None: the DCG model's own priors.
+    prior_folds: int | None = None
     verbose: int = 0
 
 
@@ -228,6 +231,78 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
+def stratified_folds(y: torch.Tensor, k: int, generator) -> torch.Tensor:
+    """A fold in ``[0, k)`` for each row, each class spread evenly over them."""
+    fold = torch.empty(len(y), dtype=torch.long)
+    for c in torch.unique(y):
+        rows = torch.nonzero(y == c).squeeze(1)
+        rows = rows[torch.randperm(len(rows), generator=generator)]
+        fold[rows] = torch.arange(len(rows)) % k
+    return fold
+
+
+class CrossFitGuidance:
+    """Out-of-fold priors for the denoiser: ``k`` copies of the DCG model.
+
+    The rows are split into ``k`` stratified folds. Copy ``j`` starts from the
+    DCG model's initial weights and trains, step for step with it (same
+    batches, loss and learning rate), on the rows outside fold ``j`` only. In
+    the diffusion stage each row's priors come from the copy that never
+    trained on it, in evaluation mode as at prediction. The denoiser thus
+    learns to correct priors that err the way the DCG model's do on new
+    images, instead of in-sample priors that are already right. The copies
+    are dropped after the fit; prediction uses the DCG model itself.
+    """
+
+    def __init__(self, dcg, y, k, learning_rate, generator):
+        self.fold = stratified_folds(y, k, generator)
+        self.models = [copy.deepcopy(dcg) for _ in range(k)]
+        self.optimizers = [
+            torch.optim.Adam(m.parameters(), lr=learning_rate, amsgrad=True, foreach=True)
+            for m in self.models
+        ]
+
+    def parts(self) -> dict:
+        """The copies and their optimisers, by name (for checkpoints)."""
+        parts = {}
+        for j, (model, opt) in enumerate(zip(self.models, self.optimizers)):
+            parts[f"fold_dcg{j}"] = model
+            parts[f"fold_guidance_opt{j}"] = opt
+        return parts
+
+    def step(self, x, target, pos, class_weight, device, priors: bool):
+        """One cross-entropy step of each copy on its rows of the batch; with
+        ``priors``, the batch's out-of-fold logits (fused, global, local)."""
+        fold = self.fold[pos].to(device)
+        out = None
+        for j, (model, opt) in enumerate(zip(self.models, self.optimizers)):
+            inside = fold != j
+            if int(inside.sum()) > 1:  # BatchNorm needs two rows to train
+                model.train()
+                with autocast(device), timed("cross-fit dcg"):
+                    guide = model(x[inside])
+                ce = F.cross_entropy(
+                    guide.fused.float(), target[inside], weight=class_weight
+                )
+                opt.zero_grad(set_to_none=True)
+                with timed("cross-fit dcg"):
+                    ce.backward()
+                    opt.step()
+            held = ~inside
+            if priors and bool(held.any()):
+                model.eval()
+                with torch.no_grad(), autocast(device), timed("cross-fit dcg"):
+                    guide = model(x[held])
+                if out is None:
+                    out = [
+                        torch.empty(len(pos), g.shape[1], device=device)
+                        for g in guide
+                    ]
+                for full, part in zip(out, guide):
+                    full[held] = part.float()
+        return out
+
+
 def _weighted_mean(per_row, weights=None):
     """Mean of per-row losses; with per-row ``weights``, their weighted mean.
 
@@ -330,6 +405,11 @@ def fit_diffmic(
         optimizer, _lr_lambda(total_steps, config.warmup_fraction)
     )
     ema = ModelEMA(denoiser, config.ema_decay)
+    cross_fit = None
+    if config.prior_folds:
+        cross_fit = CrossFitGuidance(
+            dcg, y_all, config.prior_folds, config.guidance_learning_rate, generator
+        )
     dual = config.guidance == "dual"
     eye = torch.eye(n_classes, device=device)
     n_guidance = config.guidance_epochs
@@ -350,6 +430,7 @@ def fit_diffmic(
         "guidance_opt": guidance_opt,
         "optimizer": optimizer,
         "scheduler": scheduler,
+        **(cross_fit.parts() if cross_fit is not None else {}),
     }
     saved = config.checkpoint.load() if config.checkpoint is not None else None
     if saved is not None:
@@ -414,6 +495,12 @@ def fit_diffmic(
                     guidance_opt.step()
                 n_batches += 1
                 sums["guidance_loss"] += ce.item()
+                if cross_fit is not None:
+                    # With priors, the copies' out-of-fold logits replace the
+                    # DCG model's in-sample ones for the denoiser.
+                    guide = cross_fit.step(
+                        x, target, pos, class_weight, device, epoch >= n_guidance
+                    ) or guide
                 if epoch < n_guidance:
                     continue
 

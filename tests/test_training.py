@@ -276,3 +276,63 @@ def test_iter_batches_reports_a_bad_row_of_a_prefetched_batch():
     assert next(batches).pos.tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"X\[6\]: cannot read"):
         next(batches)
+
+
+def test_stratified_folds_spread_every_class_evenly():
+    y = torch.tensor([0] * 10 + [1] * 7 + [2] * 2)
+    fold = training.stratified_folds(y, 3, torch.Generator().manual_seed(0))
+    for c, n in ((0, 10), (1, 7), (2, 2)):
+        counts = torch.bincount(fold[y == c], minlength=3)
+        assert counts.sum() == n and counts.max() - counts.min() <= 1
+
+
+def test_cross_fit_copies_never_train_on_their_own_fold():
+    from skdiffmic._guidance import DCGModel
+
+    torch.manual_seed(0)
+    dcg = DCGModel(
+        "resnet10t", n_classes=2, in_chans=3, image_size=16, crop_size=8, n_crops=2
+    )
+    y = torch.tensor([0, 1] * 8)
+    cross = training.CrossFitGuidance(
+        dcg, y, 2, 1e-2, torch.Generator().manual_seed(0)
+    )
+    x = torch.randn(16, 3, 16, 16)
+    pos = np.nonzero(cross.fold.numpy() == 0)[0]  # a batch of fold 0 only
+    before = [copy_state(m) for m in cross.models]
+    priors = cross.step(x[pos], y[pos], pos, None, torch.device("cpu"), True)
+    after = [copy_state(m) for m in cross.models]
+    # Copy 0 holds fold 0 out: its weights do not move, and the batch's priors
+    # are its evaluation-mode logits; copy 1 trains on these rows.
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert any(not torch.equal(before[1][k], after[1][k]) for k in before[1])
+    cross.models[0].eval()
+    with torch.no_grad():
+        expected = cross.models[0](x[pos])
+    for got, want in zip(priors, expected):
+        torch.testing.assert_close(got, want)
+    # Without priors (the DCG warm-up) nothing is returned.
+    assert cross.step(x[pos], y[pos], pos, None, torch.device("cpu"), False) is None
+
+
+def copy_state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_prior_folds_fit_and_predict_with_the_dcg_model_alone(tmp_path):
+    X, y = _lesions(24)
+    clf = tiny(max_epochs=1, prior_folds=2).fit(X, y)
+    assert clf.predict_proba(X).shape == (24, len(clf.classes_))
+    # The copies are gone: the fitted model is the same shape as without them.
+    plain = tiny(max_epochs=1).fit(X, y)
+    assert clf.guidance_model_.state_dict().keys() == (
+        plain.guidance_model_.state_dict().keys()
+    )
+    assert not np.allclose(clf.predict_proba(X), plain.predict_proba(X))
+    path = tmp_path / "m.safetensors"
+    clf.save(path)
+    loaded = type(clf).load(path)
+    assert loaded.prior_folds == 2
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="prior_folds"):
+        tiny(prior_folds=1).fit(X, y)
