@@ -140,6 +140,40 @@ CONFIGS = {
         "local_encoder": "cut",
         "class_weight": "balanced",
     },
+    # Out-of-fold priors (prior_folds): the denoiser trains on priors from
+    # copies of the DCG model that never trained on the row.
+    "logit+shared+per_class+cut oof2": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "prior_folds": 2,
+    },
+    "logit+shared+per_class+cut oof3": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "prior_folds": 3,
+    },
+    "logit+init+per_class oof2": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "prior_folds": 2,
+    },
+    "logit+shared+per_class+cut balanced oof2": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "class_weight": "balanced",
+        "prior_folds": 2,
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,

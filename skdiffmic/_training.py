@@ -255,7 +255,11 @@ class CrossFitGuidance:
     """
 
     def __init__(self, dcg, y, k, learning_rate, generator):
-        self.fold = stratified_folds(y, k, generator)
+        # The folds draw from a generator of their own, so that the rest of
+        # the fit (batch order, augmentation, noise) draws what it would
+        # without cross-fitting.
+        folds = torch.Generator().manual_seed(generator.initial_seed() + 1)
+        self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
         self.optimizers = [
             torch.optim.Adam(m.parameters(), lr=learning_rate, amsgrad=True, foreach=True)

@@ -4,6 +4,8 @@ import os
 import pathlib
 import runpy
 
+import numpy as np
+import pandas as pd
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
@@ -30,3 +32,58 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
         "summary.csv",
         "benchmark.png",
     }
+
+
+def _import(path, name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Darken:
+    """A stand-in for a MedMNIST-C corruption: darker at each severity."""
+
+    def __init__(self):
+        self.seen = []
+
+    def apply(self, img, severity):
+        self.seen.append(severity)
+        return (np.asarray(img) // (severity + 2)).astype(np.uint8)
+
+
+def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
+    tmp_path, monkeypatch, capsys
+):
+    bench = _import(
+        EXAMPLES.parent / "benchmarks" / "bench_robustness.py", "bench_robustness"
+    )
+    rng = np.random.default_rng(0)
+    data = tmp_path / "derma.npz"
+    np.savez(
+        data,
+        train_images=rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
+        train_labels=(np.arange(60) % 3)[:, None],
+        val_images=rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8),
+        val_labels=(np.arange(30) % 3)[:, None],
+    )
+    darken = _Darken()
+    monkeypatch.setattr(bench, "corruptions", lambda: {"darken": darken})
+    bench.main(
+        ["--data", os.fspath(data), "--quick", "--n-train", "48"]
+        + ["--severities", "1", "5", "--chains", "2 1.0", "--out", os.fspath(tmp_path)]
+    )
+    # Severities 1 and 5 are medmnistc's indices 0 and 4, on every test image.
+    assert sorted(set(darken.seen)) == [0, 4] and len(darken.seen) == 2 * 24
+    results = pd.read_csv(tmp_path / "results.csv")
+    models = {"DiffMIC", "DCG prior", "CNN (CE)", "DiffMIC x2 eta=1"}
+    assert set(results.model) == models
+    assert len(results) == len(models) * 3  # clean, darken at 1 and at 5
+    out = capsys.readouterr().out
+    for model in models:
+        assert f"| {model} | corrupted, severity 5 (mean) |" in out
+    # The prior comes from DiffMIC's fit, and is charged its time.
+    clean = results[results.corruption == "clean"].set_index("model")
+    assert clean.loc["DiffMIC", "fit_s"] == clean.loc["DCG prior", "fit_s"]

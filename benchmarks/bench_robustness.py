@@ -1,0 +1,317 @@
+"""Robustness: DiffMIC, its DCG prior and a CNN on clean and corrupted images.
+
+DermaMNIST (7 skin-lesion classes, 67% naevi) from a MedMNIST ``.npz``,
+scored on clean images and under each MedMNIST-C corruption that the
+``medmnistc`` package defines for it, at the severities asked for:
+
+* ``--split trainval`` (default): fit on a stratified ``--n-train`` of the
+  official train split, score on the whole official val split;
+* ``--split cv``: stratified k-fold CV inside train + val (``--n-images``
+  of them, ``--folds`` folds).
+
+The official test split is never read.
+
+Every model gets the main job's settings (``examples/benchmark.py``:
+``tf_efficientnet_lite0`` from ImageNet at 64 px, DiffMIC 2 + 6 epochs with
+the shared denoiser encoder and the cut window CNN, the CNN 8 epochs, the
+same augmentation); ``--set`` overrides DiffMIC's parameters and
+``--cnn-set`` the CNN's. ``--chains`` adds DiffMIC rows scored with other
+prediction settings of the same fit (``n_samples`` chains, ``eta``): what
+the reverse chain itself contributes under corruption.
+
+The corruptions are MedMNIST-C's, at the resolution MedMNIST-C defines them
+for (224 px): each 28 px image is resized to 224 px (bilinear), corrupted,
+and resized to the networks' 64 px (antialiased). Clean and training images
+go through the same two resizes, so the only difference is the corruption.
+Motion blur is left out: its ImageMagick call does not run under NumPy 2.
+
+Prints, for each model: macro-F1, balanced accuracy, macro ROC AUC and
+log-loss on clean images; the mean over corruptions at each severity and
+its relative drop from clean; and a table of macro-F1 per corruption.
+Writes ``results.csv`` (one row per fold, model, corruption and severity)
+to ``--out``.
+
+Needs ``pip install --no-deps medmnistc`` (its pinned dependencies would
+downgrade scikit-image; what it imports is already installed with the
+``benchmark`` extra). ::
+
+    python benchmarks/bench_robustness.py --data dermamnist_trainval.npz
+    python benchmarks/bench_robustness.py --data FILE --severities 1 2 3 4 5
+    python benchmarks/bench_robustness.py --data FILE --split cv --n-images 2100
+    python benchmarks/bench_robustness.py --data FILE --set prior_folds=2 \
+        --chains "16 1.0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from skdiffmic import DiffMICClassifier
+from skdiffmic.baselines import TimmClassifier
+from skdiffmic.datasets import load_medmnist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from benchmark import SETTINGS, scores  # noqa: E402  (the main job's)
+
+CORRUPTION_SIZE = 224  # MedMNIST-C's resolution
+SKIPPED = ("motion_blur",)
+METRICS = ("macro_f1", "balanced_accuracy", "roc_auc", "log_loss")
+
+
+def corruptions(dataset: str = "dermamnist") -> dict:
+    """MedMNIST-C's corruptions for ``dataset``, by name, less ``SKIPPED``."""
+    try:
+        import wand.image  # noqa: F401
+    except ImportError:
+        # medmnistc's filter module imports Wand (ImageMagick) for motion
+        # blur alone, which is skipped: let the module import without it.
+        wand = types.ModuleType("wand")
+        wand.image = types.SimpleNamespace(Image=object)
+        wand.api = types.SimpleNamespace(library=None)
+        sys.modules.update({"wand": wand, "wand.image": wand.image})
+        sys.modules["wand.api"] = wand.api
+    try:
+        from medmnistc.corruptions.registry import CORRUPTIONS_DS
+    except ImportError as exc:
+        raise SystemExit(
+            f"{exc}: this benchmark needs `pip install --no-deps medmnistc`"
+        ) from None
+    return {k: v for k, v in CORRUPTIONS_DS[dataset].items() if k not in SKIPPED}
+
+
+def resize(images: np.ndarray, size: int, antialias: bool) -> np.ndarray:
+    method = Image.Resampling.BILINEAR
+    if antialias:
+        method = Image.Resampling.LANCZOS
+    return np.stack(
+        [np.asarray(Image.fromarray(im).resize((size, size), method)) for im in images]
+    )
+
+
+def prepare(images: np.ndarray, image_size: int, corruption=None, severity=1, seed=0):
+    """28 px -> 224 px, corrupted at ``severity`` (1-5) -> ``image_size`` px."""
+    big = resize(images, CORRUPTION_SIZE, antialias=False)
+    if corruption is not None:
+        np.random.seed(seed)  # medmnistc draws from NumPy's global generator
+        corruption.rng = np.random.default_rng(seed)  # impulse noise's own
+        big = np.stack(
+            [
+                np.asarray(corruption.apply(Image.fromarray(im), severity - 1))
+                for im in big
+            ]
+        ).astype(np.uint8)
+    return resize(big, image_size, antialias=True)
+
+
+def splits(path, split, n_train, n_images, folds, seed):
+    """``[(X_train, y_train, X_test, y_test)]``: one split, or the CV folds."""
+    X_tr, y_tr = load_medmnist(path, split="train", return_X_y=True)
+    X_va, y_va = load_medmnist(path, split="val", return_X_y=True)
+    if split == "trainval":
+        keep, _ = train_test_split(
+            np.arange(len(y_tr)), train_size=n_train, stratify=y_tr, random_state=seed
+        )
+        keep = np.sort(keep)
+        return [(X_tr[keep], y_tr[keep], X_va, y_va)]
+    X, y = np.concatenate([X_tr, X_va]), np.concatenate([y_tr, y_va])
+    if n_images < len(y):
+        keep, _ = train_test_split(
+            np.arange(len(y)), train_size=n_images, stratify=y, random_state=seed
+        )
+        keep = np.sort(keep)
+        X, y = X[keep], y[keep]
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(X[a], y[a], X[b], y[b]) for a, b in cv.split(X, y)]
+
+
+def parse_settings(pairs) -> dict:
+    out = {}
+    for pair in pairs or ():
+        key, _, text = pair.partition("=")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def fit_models(X, y, s, seed, diffmic_set, cnn_set, verbose):
+    common = dict(
+        backbone=s["backbone"],
+        pretrained=s["pretrained"],
+        image_size=s["image_size"],
+        batch_size=s["batch_size"],
+        random_state=seed,
+        verbose=verbose,
+    )
+    diffmic = DiffMICClassifier(
+        guidance_epochs=s["guidance_epochs"],
+        max_epochs=s["max_epochs"],
+        hidden_dim=s["hidden_dim"],
+        denoiser_init=s["denoiser_init"],
+        local_encoder=s["local_encoder"],
+        **common,
+    ).set_params(**diffmic_set)
+    cnn = TimmClassifier(
+        max_epochs=s["guidance_epochs"] + s["max_epochs"], **common
+    ).set_params(**cnn_set)
+    fit_s = {}
+    for name, model in (("DiffMIC", diffmic), ("CNN (CE)", cnn)):
+        start = time.perf_counter()
+        model.fit(X, y)
+        fit_s[name] = time.perf_counter() - start
+        print(f"  {name} fitted in {fit_s[name]:.0f} s", flush=True)
+    return diffmic, cnn, fit_s
+
+
+def predictions(diffmic, cnn, X, chains) -> dict:
+    """Each model's probabilities on ``X``."""
+    out = {
+        "DiffMIC": diffmic.predict_proba(X),
+        "DCG prior": diffmic.predict_prior_proba(X),
+        "CNN (CE)": cnn.predict_proba(X),
+    }
+    fitted = diffmic.get_params()
+    for n_samples, eta in chains:
+        diffmic.set_params(n_samples=n_samples, eta=eta)
+        out[f"DiffMIC x{n_samples} eta={eta:g}"] = diffmic.predict_proba(X)
+    diffmic.set_params(n_samples=fitted["n_samples"], eta=fitted["eta"])
+    return out
+
+
+def run(args) -> pd.DataFrame:
+    s = dict(SETTINGS["quick" if args.quick else "default"])
+    chains = [(int(a), float(b)) for a, b in (c.split() for c in args.chains)]
+    table = corruptions()
+    if args.corruptions:
+        table = {k: table[k] for k in args.corruptions}
+    rows = []
+    folds = splits(
+        args.data, args.split, args.n_train, args.n_images, args.folds, args.seed
+    )
+    for k, (X_tr, y_tr, X_te, y_te) in enumerate(folds, start=1):
+        if args.quick:
+            X_tr, y_tr, X_te, y_te = X_tr[:48], y_tr[:48], X_te[:24], y_te[:24]
+        print(
+            f"[fold {k}/{len(folds)}] {len(y_tr)} training / {len(y_te)} test "
+            f"images, corruptions: {', '.join(table)}",
+            flush=True,
+        )
+        diffmic, cnn, fit_s = fit_models(
+            prepare(X_tr, s["image_size"]),
+            y_tr,
+            s,
+            args.seed + k,
+            parse_settings(args.set),
+            parse_settings(args.cnn_set),
+            args.verbose,
+        )
+        sets = [("clean", 0, None)] + [
+            (name, sev, c) for name, c in table.items() for sev in args.severities
+        ]
+        for name, severity, corruption in sets:
+            start = time.perf_counter()
+            X = prepare(X_te, s["image_size"], corruption, severity, args.seed + k)
+            for model, proba in predictions(diffmic, cnn, X, chains).items():
+                row = {"fold": k, "model": model, "corruption": name}
+                row.update(severity=severity, **scores(y_te, proba, diffmic.classes_))
+                row["fit_s"] = fit_s.get(model.split(" x")[0], fit_s["DiffMIC"])
+                rows.append(row)
+            f1 = {r["model"]: r["macro_f1"] for r in rows[-len(chains) - 3 :]}
+            print(
+                f"  {name:16s} {severity}  "
+                + "  ".join(f"{m} {v:.3f}" for m, v in f1.items())
+                + f"  ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+            pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)
+    return pd.DataFrame(rows)
+
+
+def summary(results: pd.DataFrame) -> str:
+    """Markdown: clean and mean-corrupted metrics per severity, with the
+    relative drop of each, and macro-F1 per corruption."""
+    by_fold = results.groupby(["model", "corruption", "severity"], sort=False)
+    mean = by_fold[list(METRICS)].mean().reset_index()
+    models = list(dict.fromkeys(results["model"]))
+    clean = mean[mean.corruption == "clean"].set_index("model")
+    corrupted = mean[mean.corruption != "clean"]
+    per_severity = corrupted.groupby(["model", "severity"])[list(METRICS)].mean()
+    lines = [
+        "| model | images | macro-F1 | balanced acc. | ROC AUC | log-loss | "
+        "macro-F1 drop |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model in models:
+        c = clean.loc[model]
+        lines.append(
+            f"| {model} | clean | {c.macro_f1:.3f} | {c.balanced_accuracy:.3f} | "
+            f"{c.roc_auc:.3f} | {c.log_loss:.3f} | |"
+        )
+        for severity in sorted(corrupted.severity.unique()):
+            m = per_severity.loc[(model, severity)]
+            drop = 1 - m.macro_f1 / c.macro_f1
+            lines.append(
+                f"| {model} | corrupted, severity {severity} (mean) | "
+                f"{m.macro_f1:.3f} | {m.balanced_accuracy:.3f} | {m.roc_auc:.3f} | "
+                f"{m.log_loss:.3f} | {drop:.1%} |"
+            )
+    lines += ["", "Macro-F1 per corruption (mean over severities and folds):", ""]
+    f1 = corrupted.pivot_table(
+        index="corruption", columns="model", values="macro_f1", sort=False
+    )[models]
+    lines.append("| corruption | " + " | ".join(models) + " |")
+    lines.append("|---" * (len(models) + 1) + "|")
+    for name, row in f1.iterrows():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="a DermaMNIST MedMNIST .npz")
+    parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
+    parser.add_argument("--n-train", type=int, default=1400)
+    parser.add_argument("--n-images", type=int, default=2100)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--severities", type=int, nargs="+", default=[3])
+    parser.add_argument("--corruptions", nargs="+", help="a subset, by name")
+    parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
+    parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
+    parser.add_argument(
+        "--chains",
+        nargs="+",
+        default=[],
+        metavar='"N_SAMPLES ETA"',
+        help='extra DiffMIC prediction settings, e.g. "16 1.0"',
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("robustness_results"))
+    args = parser.parse_args(argv)
+    if not set(args.severities) <= {1, 2, 3, 4, 5}:
+        parser.error("--severities are 1 to 5")
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = run(args)
+    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()
