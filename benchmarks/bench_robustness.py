@@ -18,6 +18,9 @@ same augmentation); ``--set`` overrides DiffMIC's parameters and
 ``--cnn-set`` the CNN's. ``--chains`` adds DiffMIC rows scored with other
 prediction settings of the same fit (``n_samples`` chains, ``eta``): what
 the reverse chain itself contributes under corruption.
+``--train-corruption FRACTION`` trains both models on images of which that
+fraction is corrupted (one random corruption at a random severity each,
+drawn once): corruption-aware training, the same for both.
 
 The corruptions are MedMNIST-C's, at the resolution MedMNIST-C defines them
 for (224 px): each 28 px image is resized to 224 px (bilinear), corrupted,
@@ -114,6 +117,21 @@ def prepare(images: np.ndarray, image_size: int, corruption=None, severity=1, se
     return resize(big, image_size, antialias=True)
 
 
+def corrupt_some(images, image_size, table, fraction, seed):
+    """Training images, a ``fraction`` of them (drawn once) each under one
+    corruption of ``table`` at a severity from 1 to 5, all drawn at random:
+    corruption-aware training, the same for every model."""
+    rng = np.random.default_rng(seed)
+    out = prepare(images, image_size)
+    chosen = np.flatnonzero(rng.random(len(images)) < fraction)
+    names = list(table)
+    which = rng.integers(0, len(names), len(chosen))
+    severity = rng.integers(1, 6, len(chosen))
+    for k, (row, c, sev) in enumerate(zip(chosen, which, severity)):
+        out[row] = prepare(images[row : row + 1], image_size, table[names[c]], sev, k)[0]
+    return out
+
+
 def splits(path, split, n_train, n_images, folds, seed):
     """``[(X_train, y_train, X_test, y_test)]``: one split, or the CV folds."""
     X_tr, y_tr = load_medmnist(path, split="train", return_X_y=True)
@@ -208,8 +226,14 @@ def run(args) -> pd.DataFrame:
             f"images, corruptions: {', '.join(table)}",
             flush=True,
         )
+        if args.train_corruption:
+            X_fit = corrupt_some(
+                X_tr, s["image_size"], table, args.train_corruption, args.seed + k
+            )
+        else:
+            X_fit = prepare(X_tr, s["image_size"])
         diffmic, cnn, fit_s = fit_models(
-            prepare(X_tr, s["image_size"]),
+            X_fit,
             y_tr,
             s,
             args.seed + k,
@@ -298,6 +322,14 @@ def main(argv=None) -> None:
         default=[],
         metavar='"N_SAMPLES ETA"',
         help='extra DiffMIC prediction settings, e.g. "16 1.0"',
+    )
+    parser.add_argument(
+        "--train-corruption",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="corruption-aware training: this fraction of the training images, "
+        "each under a random corruption at a random severity (both models)",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--seed", type=int, default=0)

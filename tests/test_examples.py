@@ -87,3 +87,11 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     # The prior comes from DiffMIC's fit, and is charged its time.
     clean = results[results.corruption == "clean"].set_index("model")
     assert clean.loc["DiffMIC", "fit_s"] == clean.loc["DCG prior", "fit_s"]
+    # Corruption-aware training: about half the training images corrupted
+    # (darker), the others as they are.
+    images = rng.integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)
+    plain = bench.prepare(images, 16)
+    mixed = bench.corrupt_some(images, 16, {"darken": _Darken()}, 0.5, seed=0)
+    changed = (mixed != plain).any(axis=(1, 2, 3))
+    assert 10 < changed.sum() < 30
+    assert (mixed[changed].mean() < plain[changed].mean() / 1.5).all()
