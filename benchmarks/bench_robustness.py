@@ -128,7 +128,9 @@ def corrupt_some(images, image_size, table, fraction, seed):
     which = rng.integers(0, len(names), len(chosen))
     severity = rng.integers(1, 6, len(chosen))
     for k, (row, c, sev) in enumerate(zip(chosen, which, severity)):
-        out[row] = prepare(images[row : row + 1], image_size, table[names[c]], sev, k)[0]
+        out[row] = prepare(images[row : row + 1], image_size, table[names[c]], sev, k)[
+            0
+        ]
     return out
 
 

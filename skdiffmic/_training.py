@@ -262,7 +262,9 @@ class CrossFitGuidance:
         self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
         self.optimizers = [
-            torch.optim.Adam(m.parameters(), lr=learning_rate, amsgrad=True, foreach=True)
+            torch.optim.Adam(
+                m.parameters(), lr=learning_rate, amsgrad=True, foreach=True
+            )
             for m in self.models
         ]
 
@@ -299,8 +301,7 @@ class CrossFitGuidance:
                     guide = model(x[held])
                 if out is None:
                     out = [
-                        torch.empty(len(pos), g.shape[1], device=device)
-                        for g in guide
+                        torch.empty(len(pos), g.shape[1], device=device) for g in guide
                     ]
                 for full, part in zip(out, guide):
                     full[held] = part.float()
@@ -502,9 +503,12 @@ def fit_diffmic(
                 if cross_fit is not None:
                     # With priors, the copies' out-of-fold logits replace the
                     # DCG model's in-sample ones for the denoiser.
-                    guide = cross_fit.step(
-                        x, target, pos, class_weight, device, epoch >= n_guidance
-                    ) or guide
+                    guide = (
+                        cross_fit.step(
+                            x, target, pos, class_weight, device, epoch >= n_guidance
+                        )
+                        or guide
+                    )
                 if epoch < n_guidance:
                     continue
 

@@ -162,9 +162,7 @@ def test_a_version_4_file_encodes_its_windows_with_the_full_network(tmp_path):
     y = np.arange(24) % 2
     clf = tiny(local_encoder="full").fit(X, y)
     path = tmp_path / "m.safetensors"
-    _save_as_older_format(
-        clf, path, 4, ["local_encoder", "image_cache", "prior_folds"]
-    )
+    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache", "prior_folds"])
     loaded = DiffMICClassifier.load(path)
     assert loaded.local_encoder == "full" and loaded.image_cache is None
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
@@ -212,9 +210,7 @@ def test_a_version_4_efficientnet_file_with_the_unused_deep_blocks_loads(tmp_pat
     clf = tiny(backbone="tf_efficientnet_lite0", max_epochs=1, n_crops=2).fit(X, y)
     assert len(clf.guidance_model_.global_encoder.blocks) < 7
     path = tmp_path / "m.safetensors"
-    _save_as_older_format(
-        clf, path, 4, ["local_encoder", "image_cache", "prior_folds"]
-    )
+    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache", "prior_folds"])
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:

@@ -294,9 +294,7 @@ def test_cross_fit_copies_never_train_on_their_own_fold():
         "resnet10t", n_classes=2, in_chans=3, image_size=16, crop_size=8, n_crops=2
     )
     y = torch.tensor([0, 1] * 8)
-    cross = training.CrossFitGuidance(
-        dcg, y, 2, 1e-2, torch.Generator().manual_seed(0)
-    )
+    cross = training.CrossFitGuidance(dcg, y, 2, 1e-2, torch.Generator().manual_seed(0))
     x = torch.randn(16, 3, 16, 16)
     pos = np.nonzero(cross.fold.numpy() == 0)[0]  # a batch of fold 0 only
     before = [copy_state(m) for m in cross.models]
