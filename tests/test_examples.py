@@ -74,11 +74,13 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     bench.main(
         ["--data", os.fspath(data), "--quick", "--n-train", "48"]
         + ["--severities", "1", "5", "--chains", "2 1.0", "--out", os.fspath(tmp_path)]
+        + ["--logit-adjust"]
     )
     # Severities 1 and 5 are medmnistc's indices 0 and 4, on every test image.
     assert sorted(set(darken.seen)) == [0, 4] and len(darken.seen) == 2 * 24
     results = pd.read_csv(tmp_path / "results.csv")
-    models = {"DiffMIC", "DCG prior", "CNN (CE)", "DiffMIC x2 eta=1"}
+    base = {"DiffMIC", "DCG prior", "CNN (CE)"}
+    models = base | {"DiffMIC x2 eta=1"} | {f"{m} + LA" for m in base}
     assert set(results.model) == models
     assert len(results) == len(models) * 3  # clean, darken at 1 and at 5
     out = capsys.readouterr().out
@@ -95,3 +97,8 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     changed = (mixed != plain).any(axis=(1, 2, 3))
     assert 10 < changed.sum() < 30
     assert (mixed[changed].mean() < plain[changed].mean() / 1.5).all()
+    # Logit adjustment moves every row's log-probabilities by -log(pi).
+    proba = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    adjusted = bench.logit_adjusted(proba, np.array([0.5, 0.25, 0.25]))
+    np.testing.assert_allclose(adjusted.sum(1), 1)
+    np.testing.assert_allclose(adjusted[0], [0.7, 0.4, 0.2] / np.float64(1.3))
