@@ -1,15 +1,27 @@
 """Robustness: DiffMIC, its DCG prior and a CNN on clean and corrupted images.
 
-DermaMNIST (7 skin-lesion classes, 67% naevi) from a MedMNIST ``.npz``,
-scored on clean images and under each MedMNIST-C corruption that the
-``medmnistc`` package defines for it, at the severities asked for:
+Each model is scored on clean images and under each corruption of the set's
+list, at the severities asked for (1 to 5).
+
+``--dataset dermamnist`` (7 skin-lesion classes, 67% naevi; ``--data`` names
+a MedMNIST ``.npz``), under the MedMNIST-C corruptions that the
+``medmnistc`` package defines for it:
 
 * ``--split trainval`` (default): fit on a stratified ``--n-train`` of the
   official train split, score on the whole official val split;
 * ``--split cv``: stratified k-fold CV inside train + val (``--n-images``
-  of them, ``--folds`` folds).
+  of them, 2,100 by default, ``--folds`` folds).
 
 The official test split is never read.
+
+``--dataset br35h`` (brain MRI, tumour yes / no): the main job's 600 images
+and 3-fold split (``--split trainval`` is its first fold), under the
+artefacts a brain-MRI reader meets, simulated by ``torchio`` on each slice
+as a one-slice volume: Rician-like noise (low signal, fast sequences),
+blur (low resolution, partial volume), a bias field (coil inhomogeneity),
+motion and ghosting (patient movement), k-space spikes and a gamma change of
+contrast (other scanners and sequences). The images are made grey (they are
+grey scans stored in mixed colour modes), for training and test alike.
 
 Every model gets the main job's settings (``examples/benchmark.py``:
 ``tf_efficientnet_lite0`` from ImageNet at 64 px, DiffMIC 2 + 6 epochs with
@@ -25,11 +37,12 @@ drawn once): corruption-aware training, the same for both.
 imbalance (``softmax(log p - log pi)``, ``pi`` the training classes'
 frequencies; tau = 1, not tuned).
 
-The corruptions are MedMNIST-C's, at the resolution MedMNIST-C defines them
-for (224 px): each 28 px image is resized to 224 px (bilinear), corrupted,
-and resized to the networks' 64 px (antialiased). Clean and training images
-go through the same two resizes, so the only difference is the corruption.
-Motion blur is left out: its ImageMagick call does not run under NumPy 2.
+The corruptions act at the resolution MedMNIST-C defines them for (224 px):
+each image is resized to 224 px (bilinear; Br35H is decoded at 224 px),
+corrupted, and resized to the networks' 64 px (antialiased). Clean and
+training images go through the same resizes, so the only difference is the
+corruption. MedMNIST-C's motion blur is left out: its ImageMagick call does
+not run under NumPy 2.
 
 Prints, for each model: macro-F1, balanced accuracy, macro ROC AUC and
 log-loss on clean images; the mean over corruptions at each severity and
@@ -37,11 +50,13 @@ its relative drop from clean; and a table of macro-F1 per corruption.
 Writes ``results.csv`` (one row per fold, model, corruption and severity)
 to ``--out``.
 
-Needs ``pip install --no-deps medmnistc`` (its pinned dependencies would
-downgrade scikit-image; what it imports is already installed with the
-``benchmark`` extra). ::
+DermaMNIST needs ``pip install --no-deps medmnistc`` (its pinned
+dependencies would downgrade scikit-image; what it imports is already
+installed with the ``benchmark`` extra); Br35H needs ``pip install
+torchio``. ::
 
     python benchmarks/bench_robustness.py --data dermamnist_trainval.npz
+    python benchmarks/bench_robustness.py --dataset br35h --split cv
     python benchmarks/bench_robustness.py --data FILE --severities 1 2 3 4 5
     python benchmarks/bench_robustness.py --data FILE --split cv --n-images 2100
     python benchmarks/bench_robustness.py --data FILE --set prior_folds=2 \
@@ -60,6 +75,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
@@ -68,15 +84,89 @@ from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_medmnist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import SETTINGS, scores  # noqa: E402  (the main job's)
+from benchmark import SETTINGS, load_dataset, scores  # noqa: E402  (main job's)
 
 CORRUPTION_SIZE = 224  # MedMNIST-C's resolution
 SKIPPED = ("motion_blur",)
 METRICS = ("macro_f1", "balanced_accuracy", "roc_auc", "log_loss")
 
 
+class MRIArtefact:
+    """A ``torchio`` MRI artefact at five severities, on a 2-D slice.
+
+    ``apply(image, severity)`` follows medmnistc's convention (a PIL image,
+    a severity index from 0 to 4) and returns a grey uint8 RGB array.
+    ``make(level)`` builds the transform of one severity; with
+    ``keep_mean`` the result is scaled back to the slice's mean intensity
+    (a bias field multiplies the image by a smooth field whose mean is not
+    one).
+    """
+
+    def __init__(self, make, levels, keep_mean=False):
+        self.make, self.levels, self.keep_mean = make, levels, keep_mean
+
+    def apply(self, image, severity):
+        import torch
+        import torchio as tio
+
+        x = torch.from_numpy(np.asarray(image.convert("L"), np.float32) / 255)
+        volume = tio.ScalarImage(tensor=x[None, :, :, None])
+        out = self.make(self.levels[severity])(volume).data[0, :, :, 0]
+        if self.keep_mean:
+            out = out * (x.mean() / out.mean().clamp_min(1e-6))
+        out = (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        return np.repeat(out[..., None], 3, axis=-1)
+
+
+def mri_artefacts() -> dict:
+    """Brain-MRI artefacts (``torchio``) at five severities each."""
+    try:
+        import torchio as tio
+    except ImportError as exc:
+        raise SystemExit(f"{exc}: Br35H needs `pip install torchio`") from None
+
+    def fixed(value):
+        return (value, value)
+
+    return {
+        "noise": MRIArtefact(
+            lambda s: tio.RandomNoise(std=fixed(s)), [0.02, 0.04, 0.06, 0.09, 0.12]
+        ),
+        "blur": MRIArtefact(
+            lambda s: tio.RandomBlur(std=fixed(s)), [0.5, 1.0, 1.5, 2.0, 3.0]
+        ),
+        "bias_field": MRIArtefact(
+            lambda s: tio.RandomBiasField(coefficients=fixed(s)),
+            [0.1, 0.2, 0.3, 0.4, 0.5],
+            keep_mean=True,
+        ),
+        "motion": MRIArtefact(
+            lambda s: tio.RandomMotion(
+                degrees=fixed(s), translation=fixed(s), num_transforms=2
+            ),
+            [2, 4, 6, 8, 10],
+        ),
+        "ghosting": MRIArtefact(
+            lambda s: tio.RandomGhosting(
+                num_ghosts=fixed(s[0]), intensity=fixed(s[1]), axes=(0, 1)
+            ),
+            [(2, 0.2), (4, 0.4), (6, 0.6), (8, 0.8), (10, 1.0)],
+        ),
+        "spike": MRIArtefact(
+            lambda s: tio.RandomSpike(num_spikes=1, intensity=fixed(s)),
+            [0.1, 0.2, 0.3, 0.5, 0.7],
+        ),
+        "gamma": MRIArtefact(
+            lambda s: tio.RandomGamma(log_gamma=fixed(s)), [0.1, 0.2, 0.3, 0.4, 0.5]
+        ),
+    }
+
+
 def corruptions(dataset: str = "dermamnist") -> dict:
-    """MedMNIST-C's corruptions for ``dataset``, by name, less ``SKIPPED``."""
+    """The corruptions of ``dataset``, by name: MedMNIST-C's (less
+    ``SKIPPED``) for a MedMNIST set, :func:`mri_artefacts` for Br35H."""
+    if dataset == "br35h":
+        return mri_artefacts()
     try:
         import wand.image  # noqa: F401
     except ImportError:
@@ -110,6 +200,7 @@ def prepare(images: np.ndarray, image_size: int, corruption=None, severity=1, se
     big = resize(images, CORRUPTION_SIZE, antialias=False)
     if corruption is not None:
         np.random.seed(seed)  # medmnistc draws from NumPy's global generator
+        torch.manual_seed(seed)  # and torchio from torch's
         corruption.rng = np.random.default_rng(seed)  # impulse noise's own
         big = np.stack(
             [
@@ -137,8 +228,15 @@ def corrupt_some(images, image_size, table, fraction, seed):
     return out
 
 
-def splits(path, split, n_train, n_images, folds, seed):
+def splits(dataset, path, split, n_train, n_images, folds, seed):
     """``[(X_train, y_train, X_test, y_test)]``: one split, or the CV folds."""
+    if dataset == "br35h":
+        # The main job's images and folds, decoded at 224 px and made grey.
+        X, y, _, _ = load_dataset("br35h", n_images or 600, CORRUPTION_SIZE, seed)
+        X = np.repeat(X.mean(-1, keepdims=True).round().astype(np.uint8), 3, -1)
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        out = [(X[a], y[a], X[b], y[b]) for a, b in cv.split(X, y)]
+        return out[:1] if split == "trainval" else out
     X_tr, y_tr = load_medmnist(path, split="train", return_X_y=True)
     X_va, y_va = load_medmnist(path, split="val", return_X_y=True)
     if split == "trainval":
@@ -148,9 +246,12 @@ def splits(path, split, n_train, n_images, folds, seed):
         keep = np.sort(keep)
         return [(X_tr[keep], y_tr[keep], X_va, y_va)]
     X, y = np.concatenate([X_tr, X_va]), np.concatenate([y_tr, y_va])
-    if n_images < len(y):
+    if (n_images or 2100) < len(y):
         keep, _ = train_test_split(
-            np.arange(len(y)), train_size=n_images, stratify=y, random_state=seed
+            np.arange(len(y)),
+            train_size=n_images or 2100,
+            stratify=y,
+            random_state=seed,
         )
         keep = np.sort(keep)
         X, y = X[keep], y[keep]
@@ -230,12 +331,18 @@ def logit_adjusted(proba, class_prior, tau=1.0):
 def run(args) -> pd.DataFrame:
     s = dict(SETTINGS["quick" if args.quick else "default"])
     chains = [(int(a), float(b)) for a, b in (c.split() for c in args.chains)]
-    table = corruptions()
+    table = corruptions(args.dataset)
     if args.corruptions:
         table = {k: table[k] for k in args.corruptions}
     rows = []
     folds = splits(
-        args.data, args.split, args.n_train, args.n_images, args.folds, args.seed
+        args.dataset,
+        args.data,
+        args.split,
+        args.n_train,
+        args.n_images,
+        args.folds,
+        args.seed,
     )
     for k, (X_tr, y_tr, X_te, y_te) in enumerate(folds, start=1):
         if args.quick:
@@ -336,10 +443,15 @@ def main(argv=None) -> None:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", required=True, help="a DermaMNIST MedMNIST .npz")
+    parser.add_argument(
+        "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
+    )
+    parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
     parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
     parser.add_argument("--n-train", type=int, default=1400)
-    parser.add_argument("--n-images", type=int, default=2100)
+    parser.add_argument(
+        "--n-images", type=int, help="CV images (default 2100 DermaMNIST, 600 Br35H)"
+    )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--severities", type=int, nargs="+", default=[3])
     parser.add_argument("--corruptions", nargs="+", help="a subset, by name")
@@ -370,6 +482,8 @@ def main(argv=None) -> None:
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("robustness_results"))
     args = parser.parse_args(argv)
+    if args.dataset == "dermamnist" and args.data is None:
+        parser.error("--dataset dermamnist needs --data FILE.npz")
     if not set(args.severities) <= {1, 2, 3, 4, 5}:
         parser.error("--severities are 1 to 5")
     args.out.mkdir(parents=True, exist_ok=True)

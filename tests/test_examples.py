@@ -70,7 +70,7 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
         val_labels=(np.arange(30) % 3)[:, None],
     )
     darken = _Darken()
-    monkeypatch.setattr(bench, "corruptions", lambda: {"darken": darken})
+    monkeypatch.setattr(bench, "corruptions", lambda dataset: {"darken": darken})
     bench.main(
         ["--data", os.fspath(data), "--quick", "--n-train", "48"]
         + ["--severities", "1", "5", "--chains", "2 1.0", "--out", os.fspath(tmp_path)]
