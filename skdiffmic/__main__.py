@@ -1,0 +1,7 @@
+"""``python -m skdiffmic``: the ``skdiffmic`` command (:mod:`skdiffmic.cli`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
