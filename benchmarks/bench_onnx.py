@@ -1,0 +1,143 @@
+"""ONNX Runtime against PyTorch: prediction latency and model file sizes.
+
+Fits DiffMIC at the main job's settings (``examples/benchmark.py``:
+``tf_efficientnet_lite0`` from ImageNet at 64 px, the shared denoiser
+encoder, the cut window CNN, 2 + 6 epochs) on the first fold of its Br35H
+split, saves it (``.safetensors``), exports it (:func:`skdiffmic.export.to_onnx`)
+and times, on the fold's test images, in one run on one machine:
+
+* ``predict_proba`` of the estimator (PyTorch);
+* ``predict_proba`` of :class:`skdiffmic.export.OnnxClassifier` (the same
+  input handling and noise, the networks in ONNX Runtime);
+* the ONNX graph alone (``InferenceSession.run`` on prepared inputs).
+
+Each is timed ``--repeats`` times after a warm-up; the table gives the best
+and the median, per image, and the largest difference of the probabilities
+from the estimator's. ::
+
+    python benchmarks/bench_onnx.py
+    python benchmarks/bench_onnx.py --set n_samples=16 eta=1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from skdiffmic import DiffMICClassifier
+from skdiffmic.export import OnnxClassifier, to_onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from benchmark import SETTINGS, load_dataset  # noqa: E402  (the main job's)
+
+
+def timings(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, nargs=2, default=None)
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE")
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    args = parser.parse_args(argv)
+    s = dict(SETTINGS["quick" if args.quick else "default"])
+    if args.epochs:
+        s["guidance_epochs"], s["max_epochs"] = args.epochs
+    X, y, _, _ = load_dataset("br35h", s["n_images"], s["image_size"], 0)
+    train, test = next(
+        StratifiedKFold(s["folds"], shuffle=True, random_state=0).split(X, y)
+    )
+    clf = DiffMICClassifier(
+        backbone=s["backbone"],
+        pretrained=s["pretrained"],
+        image_size=s["image_size"],
+        batch_size=s["batch_size"],
+        guidance_epochs=s["guidance_epochs"],
+        max_epochs=s["max_epochs"],
+        hidden_dim=s["hidden_dim"],
+        denoiser_init=s["denoiser_init"],
+        local_encoder=s["local_encoder"],
+        random_state=1,
+    )
+    for pair in args.set:
+        key, _, text = pair.partition("=")
+        clf.set_params(**{key: ast.literal_eval(text)})
+    print(f"fitting on {len(train)} images ...", flush=True)
+    clf.fit(X[train], y[train])
+    X_test = X[test]
+    folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    saved = folder / "model.safetensors"
+    clf.save(saved)
+    exported = to_onnx(clf, folder / "model.onnx")
+    onnx_clf = OnnxClassifier(exported)
+
+    # The graph's own inputs, prepared once.
+    from skdiffmic._inputs import row_seeds
+    from skdiffmic._sampling import row_noise
+
+    meta = onnx_clf.metadata_
+    raw = onnx_clf._rows._inputs(X_test, fitting=False).load(np.arange(len(X_test)))
+    noise = row_noise(
+        row_seeds(raw, meta["sampling_seed"]),
+        meta["n_samples"],
+        meta["n_draws"],
+        len(clf.classes_),
+        torch.device("cpu"),
+    ).view(len(raw), meta["n_samples"], meta["n_draws"], -1)
+    feeds = {"images": raw.float().numpy(), "noise": noise.numpy()}
+
+    def graph_only():
+        for start in range(0, len(X_test), onnx_clf.batch_size):
+            part = slice(start, start + onnx_clf.batch_size)
+            onnx_clf.session_.run(None, {k: v[part] for k, v in feeds.items()})
+
+    expected = clf.predict_proba(X_test)
+    difference = np.abs(onnx_clf.predict_proba(X_test) - expected).max()
+    rows = [
+        ("estimator `predict_proba` (PyTorch)", lambda: clf.predict_proba(X_test)),
+        ("`OnnxClassifier.predict_proba`", lambda: onnx_clf.predict_proba(X_test)),
+        ("the ONNX graph alone", graph_only),
+    ]
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {__import__('onnxruntime').__version__}; {len(X_test)} "
+        f"images at {s['image_size']} px, {meta['n_samples']} chain(s) of "
+        f"{meta['sampler']['n_inference_steps']} DDIM steps\n"
+    )
+    print("| prediction | best (ms/image) | median (ms/image) |")
+    print("|---|---|---|")
+    for label, fn in rows:
+        times = timings(fn, args.repeats)
+        per_image = [1000 * t / len(X_test) for t in times]
+        print(
+            f"| {label} | {min(per_image):.2f} | {statistics.median(per_image):.2f} |"
+        )
+    print(
+        f"\nModel files: {saved.stat().st_size / 2**20:.1f} MiB (.safetensors), "
+        f"{exported.stat().st_size / 2**20:.1f} MiB (.onnx). Largest difference "
+        f"of the ONNX probabilities from the estimator's: {difference:.1e}."
+    )
+
+
+if __name__ == "__main__":
+    main()
