@@ -14,8 +14,8 @@ standard normal noise, which is an input of the graph.
 :class:`OnnxClassifier` does both exactly as the estimator does, so its
 probabilities equal ``predict_proba``'s up to float rounding.
 
-Graph inputs
-------------
+The graph's inputs:
+
 ``images``
     float32 ``(batch, channels, image_size, image_size)`` in ``[0, 1]``:
     the estimator's decoded, cropped and resized rows.
@@ -24,20 +24,17 @@ Graph inputs
     row starts at ``prior + noise[:, j, 0]``; ``noise[:, j, i]`` is step
     ``i``'s fresh noise when ``eta > 0``. ``n_draws`` is in the metadata.
     The estimator draws it with ``torch.randn`` from a seed made of its
-    sampling seed and the row's bytes (so that a prediction does not depend
-    on the batch); zeros give each chain's mean path, which is what another
-    language can feed (for the default deterministic DDIM chain from the
-    prior, the probabilities then differ from ``predict_proba``'s only by
-    how much the start of the chain matters; measure it on your data).
+    sampling seed and the row's bytes, so that a prediction does not depend
+    on the batch. From another language, feed zeros: each chain then runs
+    its mean path from the prior (measure on your data how far that moves
+    the probabilities; the user guide's deployment page shows it for the
+    main job's model).
 
-Graph outputs
--------------
-``proba`` ``(batch, n_classes)``, and the DCG model's ``prior`` (fused),
-``prior_global`` and ``prior_local`` probabilities.
+Its outputs: ``proba`` ``(batch, n_classes)``, and the DCG model's
+``prior`` (fused), ``prior_global`` and ``prior_local`` probabilities.
 
-Metadata properties (``onnx`` model ``metadata_props``, JSON values)
---------------------------------------------------------------------
-``skdiffmic_version``, ``format`` (``"skdiffmic.onnx"``), ``classes``,
+Its metadata properties (``metadata_props``, JSON values):
+``format`` (``"skdiffmic.onnx"``), ``skdiffmic_version``, ``classes``,
 ``image_size``, ``image_shape``, ``backbone``, ``preprocessing``,
 ``n_samples``, ``n_draws``, ``sampling_seed``, ``sampler`` and the
 estimator's parameters (``params``).
