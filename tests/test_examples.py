@@ -86,6 +86,10 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     out = capsys.readouterr().out
     for model in models:
         assert f"| {model} | corrupted, severity 5 (mean) |" in out
+    # predict_uncertainty on the clean and the corrupted images.
+    report = pd.read_csv(tmp_path / "uncertainty.csv")
+    assert report.corruption.tolist() == ["clean", "darken", "darken"]
+    assert report.atypical.between(0, 1).all() and "| darken |" in out
     # The prior comes from DiffMIC's fit, and is charged its time.
     clean = results[results.corruption == "clean"].set_index("model")
     assert clean.loc["DiffMIC", "fit_s"] == clean.loc["DCG prior", "fit_s"]
