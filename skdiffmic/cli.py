@@ -15,10 +15,14 @@ of paths (the ``path`` column, else the first; relative paths are read from
 the CSV's folder). Also ``python -m skdiffmic``.
 
 Every error ends the command with status 1 and one line on stderr: a missing
-or corrupt model, or an input that is not there. Images that cannot be
-decoded are listed on stderr and left out of the output, and the others are
-predicted; with ``--strict`` the first one stops the command. With no image
-left to predict the status is 1.
+or corrupt model, an input file or folder that is not there, an output that
+cannot be written. Images that cannot be decoded, and files named in a CSV
+that do not exist, are listed on stderr and left out of the output, and the
+others are predicted; with ``--strict`` the first one stops the command.
+With no image left to predict the status is 1. A wrong command line exits
+with status 2 and argparse's usage message. Folders are searched by file
+extension: list DICOM files without one explicitly or in a CSV. An image
+named twice is predicted once.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def _csv_paths(path: Path) -> list[str]:
     column = "path" if "path" in table.columns else table.columns[0]
     return [
         value if os.path.isabs(value) else os.fspath(path.parent / value)
-        for value in table[column].astype(str)
+        for value in table[column].dropna().astype(str)
     ]
 
 
@@ -85,7 +89,9 @@ def collect_inputs(inputs) -> list[str]:
                 for p in item.rglob("*")
                 if p.is_file()
                 and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.parts)
+                and not any(
+                    part.startswith(".") for part in p.relative_to(item).parts
+                )
             )
             paths += [os.fspath(p) for p in found]
         elif item.suffix.lower() == ".csv" and item.is_file():
@@ -96,7 +102,7 @@ def collect_inputs(inputs) -> list[str]:
             raise CommandError(f"no such file or folder: {os.fspath(item)!r}")
     if not paths:
         raise CommandError("no image found in the inputs")
-    return paths
+    return list(dict.fromkeys(paths))  # each image once, in first-seen order
 
 
 def _readable(paths, strict: bool):
@@ -133,7 +139,10 @@ def predict(args) -> int:
     classes = model.classes_
     frames = []
     bar = tqdm(
-        total=len(paths), unit="image", disable=args.quiet, desc="skdiffmic predict"
+        total=len(paths),
+        unit="image",
+        disable=True if args.quiet else None,  # None: only on a terminal
+        desc="skdiffmic predict",
     )
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
@@ -143,8 +152,15 @@ def predict(args) -> int:
         for k, label in enumerate(classes):
             frame[f"proba[{label}]"] = proba[:, k]
         if args.uncertainty:
+            # predict_uncertainty runs chains of its own: near a tie its
+            # prediction can differ from predict_proba's, so it keeps its name.
             extra = model.predict_uncertainty(chunk).reset_index(drop=True)
-            extra = extra.drop(columns=["prediction", "probability"], errors="ignore")
+            extra = extra.rename(
+                columns={
+                    "prediction": "uncertainty_prediction",
+                    "probability": "uncertainty_probability",
+                }
+            )
             frame = pd.concat([frame, extra], axis=1)
         frames.append(frame)
         bar.update(len(chunk))
@@ -163,9 +179,10 @@ def predict(args) -> int:
 def export(args) -> int:
     from .export import to_onnx
 
-    model = _load_model(args.model)
     if args.model.lower().endswith(".onnx"):
         raise CommandError(f"{args.model!r} is already an ONNX model")
+    model = _load_model(args.model)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     try:
         path = to_onnx(model, args.out)
     except (ValueError, ImportError) as exc:
@@ -254,6 +271,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as exc:
-        print(f"skdiffmic {args.command}: error: {exc}", file=sys.stderr)
+    except (CommandError, ValueError, OSError, RuntimeError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        print(f"skdiffmic {args.command}: error: {message}", file=sys.stderr)
         return 1

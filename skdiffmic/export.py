@@ -12,7 +12,9 @@ decoding (image files, DICOM), the centre square crop, the antialiased
 resize to ``image_size_`` and the scaling to ``[0, 1]``; and the chains'
 standard normal noise, which is an input of the graph.
 :class:`OnnxClassifier` does both exactly as the estimator does, so its
-probabilities equal ``predict_proba``'s up to float rounding.
+probabilities equal ``predict_proba``'s on the CPU up to float rounding (on
+a GPU the estimator predicts in bfloat16 where the card supports it, and
+the graph runs in float32).
 
 The graph's inputs:
 
@@ -21,8 +23,9 @@ The graph's inputs:
     the estimator's decoded, cropped and resized rows.
 ``noise``
     float32 ``(batch, n_samples, n_draws, n_classes)``: chain ``j`` of a
-    row starts at ``prior + noise[:, j, 0]``; ``noise[:, j, i]`` is step
-    ``i``'s fresh noise when ``eta > 0``. ``n_draws`` is in the metadata.
+    row starts at ``prior + noise[:, j, 0]``; ``noise[:, j, i + 1]`` is the
+    fresh noise of step ``i`` (DDIM with ``eta > 0``, and DDPM, whose chain
+    has ``n_timesteps`` steps). ``n_draws`` is in the metadata.
     The estimator draws it with ``torch.randn`` from a seed made of its
     sampling seed and the row's bytes, so that a prediction does not depend
     on the batch. From another language, feed zeros: each chain then runs
@@ -173,6 +176,8 @@ def to_onnx(clf, path, *, opset: int = DEFAULT_OPSET) -> Path:
     -------
     pathlib.Path
         ``path``. The file passes ``onnx.checker``; its batch size is dynamic.
+        The estimator's networks are left on the CPU (its next prediction
+        moves them to its ``device``).
 
     Raises
     ------
@@ -342,7 +347,7 @@ class _RowSource(ImageInputMixin):
 
     def __init__(self, meta):
         self.tabular_ = False
-        self.image_shape = None
+        self.image_shape = meta["params"].get("image_shape")
         self.image_size = meta["image_size"]
         self.image_size_ = meta["image_size"]
         self.image_shape_ = tuple(meta["image_shape"])

@@ -1,5 +1,6 @@
 """The skdiffmic command line: predict, export, info, and its errors."""
 
+import os
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ def saved(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     X, y = make_lesions(40, image_size=16, random_state=0)
-    clf = tiny(max_epochs=1).fit(X, np.where(y == 1, "lesion", "clear"))
+    clf = tiny(max_epochs=1, device="cpu")
+    clf.fit(X, np.where(y == 1, "lesion", "clear"))
     model = root / "model.safetensors"
     clf.save(model)
     images = root / "images" / "nested"
@@ -54,16 +56,13 @@ def test_a_csv_of_paths_and_uncertainty_columns(saved, tmp_path):
         listing, index=False
     )
     out = tmp_path / "p.csv"
-    assert (
-        main(
-            ["predict", str(model), str(listing), "--out", str(out)]
-            + ["--uncertainty", "--quiet"]
-        )
-        == 0
-    )
+    args = ["predict", str(model), str(listing), "--out", str(out)]
+    assert main(args + ["--uncertainty", "--quiet"]) == 0
     table = pd.read_csv(out)
-    assert len(table) == 3
-    assert {"entropy", "interval_width"} <= set(table.columns)
+    assert table.path.tolist() == [str(p) for p in paths[:3]]
+    expected = clf.predict_uncertainty([str(p) for p in paths[:3]])
+    np.testing.assert_allclose(table.entropy, expected.entropy)
+    assert (table.uncertainty_prediction == expected.prediction).all()
 
 
 def test_a_folder_with_a_corrupt_image_predicts_the_others(saved, tmp_path, capsys):
@@ -86,6 +85,27 @@ def test_a_folder_with_a_corrupt_image_predicts_the_others(saved, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreadable image" in err[0] and str(broken) in err[0]
     assert main(["predict", str(model), str(broken), "--out", str(out)]) == 1
+    assert "none of the 1 image(s) could be read" in capsys.readouterr().err
+
+
+def test_folders_under_hidden_or_relative_paths_and_duplicates(saved, tmp_path):
+    import shutil
+
+    clf, model, paths, root = saved
+    # Hidden folders inside the input are skipped; above it they do not matter.
+    folder = tmp_path / ".cache" / "scans"
+    (folder / ".thumbnails").mkdir(parents=True)
+    shutil.copy(paths[0], folder / "a.png")
+    shutil.copy(paths[1], folder / ".thumbnails" / "b.png")
+    out = tmp_path / "p.csv"
+    relative = os.path.relpath(folder, os.getcwd())
+    args = ["predict", str(model), relative, "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert pd.read_csv(out).path.tolist() == [os.path.join(relative, "a.png")]
+    # The same file named twice is predicted once.
+    twice = [str(folder / "a.png")] * 2
+    assert main(["predict", str(model), *twice, "--out", str(out), "--quiet"]) == 0
+    assert len(pd.read_csv(out)) == 1
 
 
 def test_missing_and_corrupt_models_fail_with_one_line(saved, tmp_path, capsys):
