@@ -267,7 +267,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the ``skdiffmic`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 after an error (reported in one
+        line on stderr). argparse exits with 2 on a wrong command line.
+    """
     args = _parser().parse_args(argv)
     try:
         return args.run(args)

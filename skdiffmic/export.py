@@ -322,16 +322,52 @@ class OnnxClassifier:
         return [np.concatenate(parts).astype(np.float64) for parts in zip(*outputs)]
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, as the estimator's ``predict_proba``."""
+        """Class probabilities, as the estimator's ``predict_proba``.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for the estimator.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_images, n_classes)
+            Columns follow ``classes_``.
+        """
         return self._run(X)[0]
 
     def predict(self, X) -> np.ndarray:
-        """The class of highest probability."""
+        """The class of highest probability.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for the estimator.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_images,)
+            Values of ``classes_``.
+        """
         return self.classes_[self.predict_proba(X).argmax(1)]
 
     def predict_prior_proba(self, X, granularity: str = "fused") -> np.ndarray:
-        """The DCG model's probabilities (``"fused"``, ``"global"`` or
-        ``"local"``), as the estimator's ``predict_prior_proba``."""
+        """The DCG model's probabilities, as the estimator's
+        ``predict_prior_proba``.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for the estimator.
+        granularity : {"fused", "global", "local"}, default="fused"
+            Which prior: the fused one the diffusion starts from, or one
+            branch.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_images, n_classes)
+            Columns follow ``classes_``.
+        """
         which = {"fused": 1, "global": 2, "local": 3}
         if granularity not in which:
             raise ValueError(

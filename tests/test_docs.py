@@ -30,7 +30,9 @@ API_INDEX = Path(__file__).resolve().parents[1] / "docs" / "api" / "index.rst"
 PUBLIC_MODULES = (
     "skdiffmic",
     "skdiffmic.baselines",
+    "skdiffmic.cli",
     "skdiffmic.datasets",
+    "skdiffmic.export",
     "skdiffmic.metrics",
     "skdiffmic.parallel",
     "skdiffmic.plotting",
