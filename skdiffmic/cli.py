@@ -89,9 +89,7 @@ def collect_inputs(inputs) -> list[str]:
                 for p in item.rglob("*")
                 if p.is_file()
                 and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(
-                    part.startswith(".") for part in p.relative_to(item).parts
-                )
+                and not any(part.startswith(".") for part in p.relative_to(item).parts)
             )
             paths += [os.fspath(p) for p in found]
         elif item.suffix.lower() == ".csv" and item.is_file():
