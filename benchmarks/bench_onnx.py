@@ -36,11 +36,10 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from skdiffmic import DiffMICClassifier
 from skdiffmic.export import OnnxClassifier, to_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import SETTINGS, load_dataset  # noqa: E402  (the main job's)
+from benchmark import SETTINGS, load_dataset, make_models  # noqa: E402
 
 
 def timings(fn, repeats: int) -> list[float]:
@@ -67,18 +66,7 @@ def main(argv=None) -> None:
     train, test = next(
         StratifiedKFold(s["folds"], shuffle=True, random_state=0).split(X, y)
     )
-    clf = DiffMICClassifier(
-        backbone=s["backbone"],
-        pretrained=s["pretrained"],
-        image_size=s["image_size"],
-        batch_size=s["batch_size"],
-        guidance_epochs=s["guidance_epochs"],
-        max_epochs=s["max_epochs"],
-        hidden_dim=s["hidden_dim"],
-        denoiser_init=s["denoiser_init"],
-        local_encoder=s["local_encoder"],
-        random_state=1,
-    )
+    clf, _ = make_models(s, random_state=1)
     for pair in args.set:
         key, _, text = pair.partition("=")
         clf.set_params(**{key: ast.literal_eval(text)})
@@ -92,19 +80,8 @@ def main(argv=None) -> None:
     onnx_clf = OnnxClassifier(exported)
 
     # The graph's own inputs, prepared once.
-    from skdiffmic._inputs import row_seeds
-    from skdiffmic._sampling import row_noise
-
     meta = onnx_clf.metadata_
-    raw = onnx_clf._rows._inputs(X_test, fitting=False).load(np.arange(len(X_test)))
-    noise = row_noise(
-        row_seeds(raw, meta["sampling_seed"]),
-        meta["n_samples"],
-        meta["n_draws"],
-        len(clf.classes_),
-        torch.device("cpu"),
-    ).view(len(raw), meta["n_samples"], meta["n_draws"], -1)
-    feeds = {"images": raw.float().numpy(), "noise": noise.numpy()}
+    feeds = onnx_clf.graph_inputs(X_test)
 
     def graph_only():
         for start in range(0, len(X_test), onnx_clf.batch_size):

@@ -83,12 +83,15 @@ import torch
 from PIL import Image
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_medmnist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import SETTINGS, load_dataset, scores  # noqa: E402  (main job's)
+from benchmark import (  # noqa: E402  (the main job's)
+    SETTINGS,
+    load_dataset,
+    make_models,
+    scores,
+)
 
 CORRUPTION_SIZE = 224  # MedMNIST-C's resolution
 SKIPPED = ("motion_blur",)
@@ -275,25 +278,9 @@ def parse_settings(pairs) -> dict:
 
 
 def fit_models(X, y, s, seed, diffmic_set, cnn_set, verbose):
-    common = dict(
-        backbone=s["backbone"],
-        pretrained=s["pretrained"],
-        image_size=s["image_size"],
-        batch_size=s["batch_size"],
-        random_state=seed,
-        verbose=verbose,
-    )
-    diffmic = DiffMICClassifier(
-        guidance_epochs=s["guidance_epochs"],
-        max_epochs=s["max_epochs"],
-        hidden_dim=s["hidden_dim"],
-        denoiser_init=s["denoiser_init"],
-        local_encoder=s["local_encoder"],
-        **common,
-    ).set_params(**diffmic_set)
-    cnn = TimmClassifier(
-        max_epochs=s["guidance_epochs"] + s["max_epochs"], **common
-    ).set_params(**cnn_set)
+    diffmic, cnn = make_models(s, random_state=seed, verbose=verbose)
+    diffmic.set_params(**diffmic_set)
+    cnn.set_params(**cnn_set)
     fit_s = {}
     for name, model in (("DiffMIC", diffmic), ("CNN (CE)", cnn)):
         start = time.perf_counter()

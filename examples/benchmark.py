@@ -201,6 +201,30 @@ def scores(y_true, proba, classes):
     }
 
 
+def make_models(s, **common):
+    """DiffMIC and the CNN baseline at the settings ``s`` (one of ``SETTINGS``):
+    the same backbone, weights, image size and batch size, and ``common``
+    (``random_state``, ``device``, ...) for both; the CNN trains for DiffMIC's
+    two stages together."""
+    common = dict(
+        backbone=s["backbone"],
+        pretrained=s["pretrained"],
+        image_size=s["image_size"],
+        batch_size=s["batch_size"],
+        **common,
+    )
+    diffmic = DiffMICClassifier(
+        guidance_epochs=s["guidance_epochs"],
+        max_epochs=s["max_epochs"],
+        hidden_dim=s["hidden_dim"],
+        denoiser_init=s["denoiser_init"],
+        local_encoder=s["local_encoder"],
+        **common,
+    )
+    cnn = TimmClassifier(max_epochs=s["guidance_epochs"] + s["max_epochs"], **common)
+    return diffmic, cnn
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
@@ -225,32 +249,13 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         f"data: {description}: {len(y)} images {X.shape[1:]}, classes "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    common = dict(
-        backbone=s["backbone"],
-        pretrained=s["pretrained"],
-        image_size=s["image_size"],
-        batch_size=s["batch_size"],
-        device=args.device,
-        verbose=args.verbose,
-    )
     folds = StratifiedKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
     rows, confusion = [], 0
     for k, (train, test) in enumerate(folds.split(X, y), start=1):
-        diffmic = DiffMICClassifier(
-            guidance_epochs=s["guidance_epochs"],
-            max_epochs=s["max_epochs"],
-            hidden_dim=s["hidden_dim"],
-            denoiser_init=s["denoiser_init"],
-            local_encoder=s["local_encoder"],
-            crop_saliency=args.crop_saliency,
-            random_state=args.seed + k,
-            **common,
+        diffmic, cnn = make_models(
+            s, random_state=args.seed + k, device=args.device, verbose=args.verbose
         )
-        cnn = TimmClassifier(
-            max_epochs=s["guidance_epochs"] + s["max_epochs"],
-            random_state=args.seed + k,
-            **common,
-        )
+        diffmic.set_params(crop_saliency=args.crop_saliency)
         tag = f"[fold {k}/{s['folds']}]"
         print(f"{tag} fitting DiffMIC on {len(train)} images ...", flush=True)
         _, fit_s = timed(diffmic.fit, X[train], y[train])

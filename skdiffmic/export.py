@@ -294,31 +294,47 @@ class OnnxClassifier:
         self.batch_size = int(batch_size)
         self._rows = _RowSource(self.metadata_)
 
-    def _run(self, X) -> list[np.ndarray]:
+    def graph_inputs(self, X) -> dict:
+        """The graph's inputs for ``X``: ``{"images": ..., "noise": ...}``.
+
+        The images decoded, cropped and resized, and the chains' noise drawn
+        from each image's seed, as the estimator does (see
+        :mod:`skdiffmic.export`).
+
+        Parameters
+        ----------
+        X : array-like, list of paths, pandas Series or DataFrame
+            Images, as for the estimator.
+
+        Returns
+        -------
+        dict of str to ndarray
+            float32 arrays, to feed ``session_.run``.
+        """
+        data = self._rows._inputs(X, fitting=False)
+        return self._feeds(data.load(np.arange(len(data))))
+
+    def _feeds(self, raw) -> dict:
+        """The graph's inputs for loaded rows ``raw`` (see graph_inputs)."""
         from ._inputs import row_seeds
         from ._sampling import row_noise
 
-        data = self._rows._inputs(X, fitting=False)
         meta = self.metadata_
+        noise = row_noise(
+            row_seeds(raw, meta["sampling_seed"]),
+            meta["n_samples"],
+            meta["n_draws"],
+            len(self.classes_),
+            torch.device("cpu"),
+        ).view(len(raw), meta["n_samples"], meta["n_draws"], -1)
+        return {"images": raw.float().numpy(), "noise": noise.float().numpy()}
+
+    def _run(self, X) -> list[np.ndarray]:
+        data = self._rows._inputs(X, fitting=False)
         outputs = []
         for start in range(0, len(data), self.batch_size):
             raw = data.load(np.arange(start, min(start + self.batch_size, len(data))))
-            noise = row_noise(
-                row_seeds(raw, meta["sampling_seed"]),
-                meta["n_samples"],
-                meta["n_draws"],
-                len(self.classes_),
-                torch.device("cpu"),
-            ).view(len(raw), meta["n_samples"], meta["n_draws"], -1)
-            outputs.append(
-                self.session_.run(
-                    None,
-                    {
-                        "images": raw.float().numpy(),
-                        "noise": noise.float().numpy(),
-                    },
-                )
-            )
+            outputs.append(self.session_.run(None, self._feeds(raw)))
         return [np.concatenate(parts).astype(np.float64) for parts in zip(*outputs)]
 
     def predict_proba(self, X) -> np.ndarray:

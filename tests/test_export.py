@@ -79,10 +79,9 @@ def test_noise_dependent_samplers_and_the_temperature_export_exactly(
     if settings["prediction_type"] != "epsilon":
         return  # a denoiser that predicts y_0 after one epoch ignores the noise
     # Other noise gives other probabilities: the graph does read it.
-    meta = exported.metadata_
-    images = exported._rows._inputs(X, fitting=False).load(np.arange(24))
-    shape = (24, meta["n_samples"], meta["n_draws"], 2)
-    feeds = {"images": images.numpy(), "noise": np.zeros(shape, np.float32)}
+    feeds = exported.graph_inputs(X)
+    assert np.abs(exported.session_.run(["proba"], feeds)[0] - expected).max() < 1e-5
+    feeds["noise"] = np.zeros_like(feeds["noise"])
     zero = exported.session_.run(["proba"], feeds)[0]
     assert np.abs(zero - expected).max() > 1e-3
 
