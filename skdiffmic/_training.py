@@ -231,6 +231,15 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
+def guidance_optimizer(dcg: nn.Module, learning_rate: float):
+    """The DCG model's optimiser: Adam with amsgrad (the paper's), one
+    multi-tensor update (``foreach``) on every device. Its cross-fitting
+    copies get the same."""
+    return torch.optim.Adam(
+        dcg.parameters(), lr=learning_rate, amsgrad=True, foreach=True
+    )
+
+
 def stratified_folds(y: torch.Tensor, k: int, generator) -> torch.Tensor:
     """A fold in ``[0, k)`` for each row, each class spread evenly over them."""
     fold = torch.empty(len(y), dtype=torch.long)
@@ -261,12 +270,7 @@ class CrossFitGuidance:
         folds = torch.Generator().manual_seed(generator.initial_seed() + 1)
         self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
-        self.optimizers = [
-            torch.optim.Adam(
-                m.parameters(), lr=learning_rate, amsgrad=True, foreach=True
-            )
-            for m in self.models
-        ]
+        self.optimizers = [guidance_optimizer(m, learning_rate) for m in self.models]
 
     def parts(self) -> dict:
         """The copies and their optimisers, by name (for checkpoints)."""
@@ -396,9 +400,7 @@ def fit_diffmic(
     sample_weight = (
         balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
     )
-    guidance_opt = torch.optim.Adam(
-        dcg.parameters(), lr=config.guidance_learning_rate, amsgrad=True, foreach=True
-    )
+    guidance_opt = guidance_optimizer(dcg, config.guidance_learning_rate)
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
     # foreach: one multi-tensor update instead of a Python loop over the
