@@ -15,6 +15,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -29,6 +30,7 @@ from ._inputs import (
     as_paths,
     check_dense,
 )
+from ._targets import check_multilabel, is_multilabel
 from ._training import autocast, iter_batches
 
 __all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
@@ -180,11 +182,18 @@ class ImageInputMixin:
         return images
 
     def _check_targets(self, y, n_samples):
+        """``(y, label names)``: class labels (1-D), or a multi-label indicator
+        ``(n_samples, n_labels)`` of 0 and 1 with its DataFrame's column names
+        (None for other containers); see :mod:`skdiffmic._targets`."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 "is None."
             )
+        if is_multilabel(y):
+            if n_samples < 2:
+                raise ValueError("Need at least 2 training samples; got 1 sample.")
+            return check_multilabel(y, n_samples)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != n_samples:
             raise ValueError(
@@ -203,7 +212,48 @@ class ImageInputMixin:
             )
         if n_samples < 2:
             raise ValueError("Need at least 2 training samples; got 1 sample.")
-        return y
+        return y, None
+
+    @staticmethod
+    def _encode_targets(y, names):
+        """``(classes, codes, label names)`` of checked targets.
+
+        Single-label: the sorted class labels, each row's index into them and
+        None. Multi-label: ``arange(n_labels)`` (scikit-learn's ``classes_``
+        for an indicator target), the indicator itself and the label names
+        (a DataFrame's column names, else the column indices).
+        """
+        if y.ndim == 2:
+            classes = np.arange(y.shape[1])
+            return classes, y, names if names is not None else classes.copy()
+        encoder = LabelEncoder().fit(y)
+        return encoder.classes_, encoder.transform(y), None
+
+    def _set_targets(self, classes, label_names):
+        """Set ``classes_``, ``multilabel_`` and (multi-label) ``label_names_``."""
+        self.classes_ = classes
+        self.multilabel_ = label_names is not None
+        if self.multilabel_:
+            self.label_names_ = label_names
+        elif hasattr(self, "label_names_"):
+            del self.label_names_
+
+    def _is_multilabel(self) -> bool:
+        """Whether the fitted model predicts label sets (older fits: no)."""
+        return getattr(self, "multilabel_", False)
+
+    def _decide(self, proba):
+        """``predict`` from ``predict_proba``: the argmax class, or (multi-label)
+        every label whose probability is at least 0.5, as an int indicator."""
+        if self._is_multilabel():
+            return (proba >= 0.5).astype(np.int64)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        return tags
 
     def _check_augment(self):
         if self.augment is False:

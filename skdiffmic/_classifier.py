@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedShuffleSplit
-from sklearn.preprocessing import LabelEncoder
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -33,9 +32,10 @@ from ._inputs import ArrayFeatures, Subset
 from ._networks import build_networks, typicality_statistics
 from ._persist import load_estimator, save_estimator
 from ._profiling import timed
-from ._sampling import Sampler, chain_scores, chain_softmax, fit_temperature
+from ._sampling import Sampler, chain_probabilities, chain_scores, fit_temperature
+from ._targets import label_probabilities, positive_weights
 from ._training import Checkpoint, TrainConfig, fit_diffmic
-from ._uncertainty import FeatureDensity, chain_statistics
+from ._uncertainty import FeatureDensity, chain_statistics, label_chain_statistics
 
 __all__ = ["DiffMICClassifier"]
 
@@ -108,6 +108,9 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         weighted by the global prior's class probabilities. With two classes
         and a softmax the two CAMs are close to mirror images, so their sum is
         nearly flat and ``"sum"`` places the windows almost at random.
+        Multi-label, each label has its own CAM: ``"per_class"`` goes round
+        the labels, most probable first, and ``"predicted"`` weighs the maps
+        by the labels' sigmoid probabilities.
     n_timesteps : int, default=1000
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
@@ -161,7 +164,9 @@ default="logit_residual"
         Weigh each row of the diffusion loss by ``1 + focal_weight * (1 -
         p_true)``, ``p_true`` the fused prior's probability of the true
         class, so that the rows the prior gets wrong count more (DiffMIC-v2
-        uses 10). 0 weighs rows equally, as the paper does.
+        uses 10). 0 weighs rows equally, as the paper does. Multi-label, the
+        term weighs each label of each row by the prior's probability of its
+        true value.
     guidance : {"dual", "fused"}, default="dual"
         ``"dual"`` is the paper's objective; ``"fused"`` trains on the fused
         prior only, with no MMD paths (CARD with the DCG prior).
@@ -226,7 +231,13 @@ default="logit_residual"
         denoiser's MSE is a class-weighted mean over the rows (the MMD terms,
         which compare whole batches, are not weighted). ``"balanced"`` uses
         ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
-        weights (missing labels weigh 1).
+        weights (missing labels weigh 1). Multi-label, the weights are those
+        of each label's positive rows (binary cross-entropy's
+        ``pos_weight``; negative rows weigh 1), in the guidance model's loss
+        and the denoiser's alike: ``"balanced"`` gives label ``j``
+        ``n_negative_j / n_positive_j``, so that its positive and negative
+        rows weigh the same in total; a dict maps column indices (or a
+        DataFrame's column names) to weights.
     validation_fraction : float or None, default=None
         Fraction of the training data held out (stratified) to validate the
         model after every diffusion epoch: macro-F1 and accuracy of the
@@ -245,6 +256,9 @@ default="logit_residual"
         Draw each epoch's rows with replacement, in inverse proportion to
         their class's frequency, so that every class is seen about equally
         often (an alternative or complement to ``class_weight``).
+        Multi-label, a row is drawn in inverse proportion to the frequency of
+        its rarest label (rows with no label form a group of their own), so
+        that rare findings are seen about as often as common ones.
     warm_start : bool, default=False
         ``True`` makes ``fit`` continue training the fitted model (same
         classes, input kind and image size required) for ``max_epochs`` more
@@ -290,7 +304,15 @@ default="logit_residual"
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels, in the order of ``predict_proba``'s columns.
+        Class labels, in the order of ``predict_proba``'s columns; for a
+        multi-label ``y``, the column indices ``0 .. n_labels - 1`` (as
+        scikit-learn's multi-label estimators have).
+    multilabel_ : bool
+        Whether ``y`` was a multi-label indicator matrix (see Notes).
+    label_names_ : ndarray of shape (n_labels,)
+        Multi-label only: the names of the labels, in the order of
+        ``predict_proba``'s columns: a DataFrame ``y``'s column names, else
+        the column indices.
     tabular_ : bool
         Whether the model was fitted on feature vectors (the tabular mode).
     prediction_type_ : str
@@ -352,6 +374,26 @@ default="logit_residual"
     ``backbone``, ``pretrained``, the crop settings and ``augment`` are
     ignored. This lets the estimator end any ``Pipeline`` of feature
     transformers.
+
+    **Multi-label images.** A ``y`` of two or more 0/1 columns (an array,
+    a sparse matrix or a DataFrame; scikit-learn's "multilabel-indicator")
+    fits one model of independent findings: the DCG model gives one sigmoid
+    probability per label, trained with binary cross-entropy, and that
+    vector is the prior ``p``; the clean label ``y_0`` is the 0/1 finding
+    vector, and with ``"logit_residual"`` the denoiser corrects each
+    label's logit, ``sigmoid(logit p + output)``, trained on the binary
+    log-loss. ``predict_proba`` gives each label's probability (rows need
+    not sum to 1) and ``predict`` the 0/1 indicator of the labels of
+    probability at least 0.5: the probabilities are each label's own
+    calibrated probability (a fitted temperature with a validation
+    hold-out), and 0.5 is the threshold that minimises the expected number
+    of wrong labels; choose per-label thresholds on ``predict_proba`` when
+    the costs differ. The validation hold-out and ``prior_folds``' folds are
+    drawn at random (there are too many label sets to stratify), and the
+    typicality test measures the distance to the mean of all the training
+    rows. A ``y`` with missing values, values other than 0 and 1, or a
+    label that no row (or every row) has is refused before any training.
+    See :doc:`/user_guide/multilabel`.
 
     **Sampling noise.** Each row's noise is seeded from ``random_state`` and
     the row's own (resized) pixel or feature values, so predictions do not
@@ -518,10 +560,13 @@ default="logit_residual"
         self.verbose = verbose
 
     # ---------------------------------------------------------------- inputs --
-    def _class_weights(self, y):
-        """Per-class weights in the order of ``classes_``, or None."""
+    def _class_weights(self, y, codes):
+        """Per-class weights in the order of ``classes_`` (multi-label: each
+        label's ``pos_weight``), or None."""
         if self.class_weight is None:
             return None
+        if self.multilabel_:
+            return positive_weights(codes, self.class_weight, self.label_names_)
         return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
 
     def _resolve_sizes(self, size):
@@ -548,8 +593,11 @@ default="logit_residual"
             sizes may vary); flattened images ``(n_samples, H*W*C)`` with
             ``image_shape`` set; or, without ``image_shape``, a feature
             matrix ``(n_samples, n_features)`` for the tabular mode.
-        y : array-like of shape (n_samples,)
-            Class labels of any type (strings, ints, ...).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type (strings, ints, ...); or, for
+            multi-label images, a 0/1 indicator matrix: an array, a sparse
+            matrix, or a DataFrame whose column names become
+            ``label_names_``.
 
         Returns
         -------
@@ -559,8 +607,9 @@ default="logit_residual"
         augment = self._check_augment()
         self._check_sampler()
         data = self._inputs(X, fitting=True)
-        y = self._check_targets(y, len(data))
-        encoder = LabelEncoder().fit(y)
+        y, label_names = self._check_targets(y, len(data))
+        classes, codes, label_names = self._encode_targets(y, label_names)
+        multilabel = label_names is not None
         tabular = isinstance(data, ArrayFeatures)
         weights = False
         if not tabular:
@@ -570,9 +619,9 @@ default="logit_residual"
         device = resolve_device(self.device, for_fit=True)
         previous = None
         if self.warm_start and hasattr(self, "denoiser_"):
-            previous = self._warm_start_state(encoder.classes_, data)
+            previous = self._warm_start_state(classes, label_names, data)
 
-        self.classes_ = encoder.classes_
+        self._set_targets(classes, label_names)
         self.tabular_ = tabular
         self.prediction_type_ = self.prediction_type
         n_classes = len(self.classes_)
@@ -609,6 +658,7 @@ default="logit_residual"
             zero_output=self.prediction_type in RESIDUAL_TYPES,
             shared_encoder=self.denoiser_init == "shared",
             local_encoder=self.local_encoder,
+            multilabel=multilabel,
         )
         if previous is not None:
             guidance_model, denoiser = previous["modules"]
@@ -618,7 +668,6 @@ default="logit_residual"
         denoiser = self._to_device(denoiser, device)
         self.schedule_ = NoiseSchedule.create(self.beta_schedule, self.n_timesteps)
         self.sampling_seed_ = sample_seed
-        codes = encoder.transform(y)
         self.temperature_ = 1.0
         train_rows, validate = self._validation(data, codes, train_seed, device)
         config = TrainConfig(
@@ -641,7 +690,7 @@ default="logit_residual"
             # One granularity in the tabular mode: the fused path alone.
             guidance="fused" if tabular else self.guidance,
             ema_decay=self.ema_decay,
-            class_weight=self._class_weights(y),
+            class_weight=self._class_weights(y, codes),
             augment=None if tabular else augment,
             validate=validate,
             early_stopping=self.early_stopping,
@@ -650,6 +699,7 @@ default="logit_residual"
             balanced_sampling=self.balanced_sampling,
             checkpoint=self._checkpoint(codes, previous),
             compile=self.compile,
+            multilabel=multilabel,
             verbose=self.verbose,
         )
         ema, history, result = fit_diffmic(
@@ -693,37 +743,54 @@ default="logit_residual"
         train_features = self._typicality_features(
             Subset(data, train_rows), device, networks
         )
+        groups, n_groups = self._density_groups(codes[train_rows])
         with timed("density fit"):
-            density = FeatureDensity.fit(
-                train_features, codes[train_rows], len(self.classes_)
-            )
+            density = FeatureDensity.fit(train_features, groups, n_groups)
         if validate is not None:
             rows, truth = validate.held_out
             y0, reference = self._denoise_rows(
                 rows, device, networks, with_features=True
             )
+            multilabel = self._is_multilabel()
             self.temperature_ = fit_temperature(
-                chain_scores(y0, self.prediction_type_), truth
+                chain_scores(y0, self.prediction_type_, multilabel), truth, multilabel
             )
             distances = density.distance(reference)
         else:
             with timed("density fit"):
                 distances = FeatureDensity.cross_fitted_distances(
                     train_features,
-                    codes[train_rows],
-                    len(self.classes_),
+                    groups,
+                    n_groups,
                     seed=self.sampling_seed_ % (2**32),
                 )
         density.reference = np.sort(distances)
         self.feature_density_ = density
 
-    def _warm_start_state(self, classes, data):
+    def _density_groups(self, codes):
+        """``(group of each row, number of groups)`` of the typicality density:
+        the classes, or (multi-label, where a row has any set of labels) one
+        group for all the rows."""
+        if self._is_multilabel():
+            return np.zeros(len(codes), dtype=np.int64), 1
+        return codes, len(self.classes_)
+
+    def _warm_start_state(self, classes, label_names, data):
         """The fitted state a ``warm_start`` fit continues from, checked."""
         tabular = isinstance(data, ArrayFeatures)
+        multilabel = label_names is not None
         same = (
             tabular == self.tabular_
+            and multilabel == self._is_multilabel()
             and len(classes) == len(self.classes_)
             and np.array_equal(classes, self.classes_)
+            and (
+                not multilabel
+                or np.array_equal(
+                    np.asarray(label_names, dtype=str),
+                    np.asarray(self.label_names_, dtype=str),
+                )
+            )
         )
         if same and not tabular:
             size = self.image_size or data.size
@@ -731,7 +798,8 @@ default="logit_residual"
         same = same and self.prediction_type == self._fitted_prediction_type()
         if not same:
             raise ValueError(
-                "warm_start=True needs the same classes, input kind, channels, "
+                "warm_start=True needs the same classes (or labels), input kind, "
+                "channels, "
                 "image size and prediction_type as the fitted model; fit with "
                 "warm_start=False to start afresh."
             )
@@ -758,6 +826,7 @@ default="logit_residual"
                 {
                     "params": params,
                     "classes": [str(c) for c in self.classes_],
+                    "labels": [str(c) for c in getattr(self, "label_names_", [])],
                     "warm_from": None if previous is None else previous["n_iter"],
                 },
                 sort_keys=True,
@@ -774,7 +843,10 @@ default="logit_residual"
         rows = np.arange(len(codes))
         if fraction is None:
             return rows, None
-        split = StratifiedShuffleSplit(1, test_size=fraction, random_state=seed)
+        # Label sets are too many to stratify on: multi-label rows are split
+        # at random.
+        splitter = ShuffleSplit if codes.ndim == 2 else StratifiedShuffleSplit
+        split = splitter(1, test_size=fraction, random_state=seed)
         try:
             train, held_out = next(split.split(rows, codes))
         except ValueError as exc:
@@ -792,9 +864,14 @@ default="logit_residual"
 
         def validate(guidance_model, denoiser):
             y0 = self._denoise_rows(rows, device, (guidance_model, denoiser, None))
-            pred = self._sample_softmax(y0).mean(axis=1).argmax(1)
+            proba = self._sample_softmax(y0).mean(axis=1)
+            # Multi-label: every label at 0.5, subset accuracy and the mean of
+            # the labels' F1.
+            pred = (proba >= 0.5) if truth.ndim == 2 else proba.argmax(1)
             return {
-                "val_accuracy": float(np.mean(pred == truth)),
+                "val_accuracy": float(np.mean(np.all(pred == truth, axis=-1)))
+                if truth.ndim == 2
+                else float(np.mean(pred == truth)),
                 "val_macro_f1": float(
                     f1_score(truth, pred, average="macro", zero_division=0)
                 ),
@@ -840,6 +917,7 @@ default="logit_residual"
             eta=self.eta,
             prediction_type=self._fitted_prediction_type(),
             clip_range=self.clip_sample_range if self.clip_sample else None,
+            multilabel=self._is_multilabel(),
         )
 
     def _denoise(self, X) -> np.ndarray:
@@ -882,8 +960,11 @@ default="logit_residual"
         The scores are ``y_0``, or ``log y_0`` for ``"logit_residual"``
         (:func:`skdiffmic._sampling.chain_scores`).
         """
-        scores = chain_scores(y0, self._fitted_prediction_type())
-        return chain_softmax(scores, getattr(self, "temperature_", 1.0))
+        multilabel = self._is_multilabel()
+        scores = chain_scores(y0, self._fitted_prediction_type(), multilabel)
+        return chain_probabilities(
+            scores, getattr(self, "temperature_", 1.0), multilabel
+        )
 
     def predict_proba(self, X):
         """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged.
@@ -905,7 +986,9 @@ default="logit_residual"
         Returns
         -------
         proba : ndarray of shape (n_images, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
+            Rows sum to 1; columns follow ``classes_``. Multi-label: each
+            label's probability, ``sigmoid(logit y_0 / temperature_)``
+            averaged over the chains (rows need not sum to 1).
         """
         return self._sample_softmax(self._denoise(X)).mean(axis=1)
 
@@ -923,11 +1006,11 @@ default="logit_residual"
 
         Returns
         -------
-        y_pred : ndarray of shape (n_images,)
-            Labels from ``classes_``.
+        y_pred : ndarray of shape (n_images,) or (n_images, n_labels)
+            Labels from ``classes_``; multi-label, the int 0/1 indicator of
+            the labels whose probability is at least 0.5.
         """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return self._decide(self.predict_proba(X))
 
     def sample_proba(self, X, n_samples=None):
         """Probabilities of each reverse chain: the predictive distribution.
@@ -944,7 +1027,8 @@ default="logit_residual"
         samples : ndarray of shape (n_images, n_samples, n_classes)
             ``softmax(y_0 / temperature_)`` (``log y_0`` for
             ``"logit_residual"``) of every chain (their mean over
-            the chains is ``predict_proba``). Reproducible: each image's noise
+            the chains is ``predict_proba``); multi-label, each label's
+            probability in every chain. Reproducible: each image's noise
             comes from ``random_state`` and the image itself.
         """
         if n_samples is not None and (
@@ -1015,6 +1099,18 @@ default="logit_residual"
               images, each measured by a density fitted without it) at
               least as far, plus one, over their number plus one;
             - ``confident``: ``p_value < alpha`` and ``ood_p_value > alpha``.
+
+            A multi-label model tests each label on its own: does each
+            label's logit stay on one side of 0 (probability 1/2) across the
+            chains (a one-sample t-test)? Its columns are ``prediction``
+            (the names of the labels of mean probability at least 0.5,
+            joined by ``"|"``, empty for none), ``n_labels`` (their number),
+            ``least_certain`` (the label of the largest p-value),
+            ``entropy`` (the sum of the labels' binary entropies),
+            ``interval_width`` (the widest label's), ``p_value`` (the
+            largest over the labels: every label must be settled),
+            ``feature_distance`` (to the mean of the training images),
+            ``ood_p_value`` and ``confident``.
         """
         import pandas as pd
 
@@ -1045,10 +1141,12 @@ default="logit_residual"
         y0, features = self._denoise_rows(
             data, device, self._inference_networks(), n_samples, with_features=True
         )
-        chains = chain_statistics(self._sample_softmax(y0), y0)
         distance = self.feature_density_.distance(features)
         ood_p_value = self.feature_density_.p_value(distance)
         index = X.index if hasattr(X, "index") and hasattr(X, "iloc") else None
+        if self._is_multilabel():
+            return self._label_uncertainty(y0, distance, ood_p_value, alpha, index)
+        chains = chain_statistics(self._sample_softmax(y0), y0)
         return pd.DataFrame(
             {
                 "prediction": self.classes_[chains["top"]],
@@ -1059,6 +1157,31 @@ default="logit_residual"
                 "feature_distance": distance,
                 "ood_p_value": ood_p_value,
                 "confident": (chains["p_value"] < alpha) & (ood_p_value > alpha),
+            },
+            index=index,
+        )
+
+    def _label_uncertainty(self, y0, distance, ood_p_value, alpha, index):
+        """:meth:`predict_uncertainty`'s table for a multi-label model."""
+        import pandas as pd
+
+        scores = chain_scores(y0, self._fitted_prediction_type(), multilabel=True)
+        chains = label_chain_statistics(self._sample_softmax(y0), scores)
+        names = np.asarray([str(n) for n in self.label_names_], dtype=object)
+        present = chains["mean"] >= 0.5
+        weakest = chains["p_value"].argmax(axis=1)
+        p_value = chains["p_value"].max(axis=1)
+        return pd.DataFrame(
+            {
+                "prediction": ["|".join(names[row]) for row in present],
+                "n_labels": present.sum(axis=1),
+                "least_certain": names[weakest],
+                "entropy": chains["entropy"],
+                "interval_width": chains["interval_width"].max(axis=1),
+                "p_value": p_value,
+                "feature_distance": distance,
+                "ood_p_value": ood_p_value,
+                "confident": (p_value < alpha) & (ood_p_value > alpha),
             },
             index=index,
         )
@@ -1077,7 +1200,7 @@ default="logit_residual"
         Returns
         -------
         proba : ndarray of shape (n_images, n_classes)
-            Softmax of the prior logits.
+            Softmax of the prior logits (multi-label: each label's sigmoid).
         """
         which = {"fused": 0, "global": 1, "local": 2}
         if granularity not in which:
@@ -1090,8 +1213,9 @@ default="logit_residual"
             data,
             device,
             dtype,
-            lambda x: (
-                guidance_model(x)[which[granularity]].to(torch.float64).softmax(-1)
+            lambda x: label_probabilities(
+                guidance_model(x)[which[granularity]].to(torch.float64),
+                self._is_multilabel(),
             ),
         )
 

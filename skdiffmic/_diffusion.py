@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 PREDICTION_TYPES = ("epsilon", "sample", "logit_residual", "v_prediction")
 # The types whose denoiser outputs a correction of the prior (zero: the prior).
@@ -178,8 +179,12 @@ class NoiseSchedule:
             return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
         raise ValueError(_unknown_prediction_type(prediction_type))
 
-    def training_loss(self, output, y0, prior, t, noise, prediction_type="epsilon"):
-        """Per-row loss ``(B,)`` of the denoiser's ``output`` for ``y_t``.
+    def training_loss(
+        self, output, y0, prior, t, noise, prediction_type="epsilon", multilabel=False
+    ):
+        """Loss of the denoiser's ``output`` for ``y_t``: per row ``(B,)``, or
+        (``multilabel``) per label ``(B, K)``, whose sum over the labels is the
+        row's loss.
 
         The squared error against :meth:`target`, averaged over the classes,
         except for ``"logit_residual"``: the log-loss of the corrected prior
@@ -187,26 +192,41 @@ class NoiseSchedule:
         respect to the output is ``y0_hat - y_0``, as the squared error's is for
         ``"sample"``; the squared error of ``y0_hat`` would shrink it by the
         softmax's slope (about ``1 / K`` for a flat prior over ``K`` classes).
+        Multi-label, each label's binary log-loss of ``sigmoid(logit p +
+        output)`` (the same gradient, label by label).
         """
         if prediction_type == "logit_residual":
-            log_y0 = _corrected_logits(prior, output).log_softmax(-1)
-            return -(y0 * log_y0).sum(-1)
+            logits = _corrected_logits(prior, output, multilabel)
+            if multilabel:
+                return F.binary_cross_entropy_with_logits(logits, y0, reduction="none")
+            return -(y0 * logits.log_softmax(-1)).sum(-1)
         goal = self.target(y0, prior, t, noise, prediction_type)
+        if multilabel:
+            return (output - goal).pow(2) / output.shape[-1]
         return (output - goal).pow(2).mean(-1)
 
-    def training_pair(self, output, y0, prior, t, noise, prediction_type="epsilon"):
+    def training_pair(
+        self, output, y0, prior, t, noise, prediction_type="epsilon", multilabel=False
+    ):
         """``(prediction, goal)``, whose distributions the MMD term compares.
 
         ``output`` against :meth:`target` for every type but
-        ``"logit_residual"``, whose ``y_0`` estimate ``softmax(log p +
-        output)`` is compared with the clean label ``y_0``.
+        ``"logit_residual"``, whose ``y_0`` estimate (:func:`logit_residual_y0`)
+        is compared with the clean label ``y_0``.
         """
         if prediction_type == "logit_residual":
-            return logit_residual_y0(prior, output), y0
+            return logit_residual_y0(prior, output, multilabel), y0
         return output, self.target(y0, prior, t, noise, prediction_type)
 
     def split_output(
-        self, y_t, prior, t, output, prediction_type="epsilon", clip_range=None
+        self,
+        y_t,
+        prior,
+        t,
+        output,
+        prediction_type="epsilon",
+        clip_range=None,
+        multilabel=False,
     ):
         """The estimates ``(y0_hat, eps_hat)`` from the denoiser's ``output``.
 
@@ -220,7 +240,8 @@ class NoiseSchedule:
         linear schedule); with ``"sample"`` it reaches it unscaled, and an
         output of zero gives ``y0_hat = p`` at every step. With
         ``"logit_residual"``, ``y0_hat = softmax(log p + output)``: a
-        probability vector, ``p`` itself for an output of zero.
+        probability vector, ``p`` itself for an output of zero (multi-label:
+        ``sigmoid(logit p + output)``, label by label).
         """
         a = self.abar(t, y_t)
         z = y_t - prior
@@ -229,7 +250,7 @@ class NoiseSchedule:
             z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
         elif prediction_type in RESIDUAL_TYPES:
             if prediction_type == "logit_residual":
-                z0 = logit_residual_y0(prior, output) - prior
+                z0 = logit_residual_y0(prior, output, multilabel) - prior
             else:
                 z0 = output
             eps = (z - a.sqrt() * z0) / (1 - a).sqrt()
@@ -290,18 +311,24 @@ class NoiseSchedule:
         return out
 
 
-def logit_residual_y0(prior, output):
+def logit_residual_y0(prior, output, multilabel=False):
     """``softmax(log p + output)``: the prior corrected in log-probability space.
 
     A correction of a given size moves a confident prior (p near 0 or 1) far
     less than an uncertain one, so the ranking of the prior's confident rows
-    survives a small correction.
+    survives a small correction. Multi-label, each label's probability is
+    corrected on its own: ``sigmoid(logit p + output)``.
     """
-    return _corrected_logits(prior, output).softmax(-1)
+    logits = _corrected_logits(prior, output, multilabel)
+    return logits.sigmoid() if multilabel else logits.softmax(-1)
 
 
-def _corrected_logits(prior, output):
-    """``log p + output``, with ``p`` floored at 1e-12 before the log."""
+def _corrected_logits(prior, output, multilabel=False):
+    """``log p + output`` (multi-label: ``logit p + output``), with ``p`` kept
+    1e-12 away from 0 (and from 1) before the log."""
+    if multilabel:
+        p = prior.clamp(1e-12, 1 - 1e-12)
+        return p.log() - (-p).log1p() + output
     return prior.clamp_min(1e-12).log() + output
 
 
@@ -323,6 +350,7 @@ def reverse_chain(
     eta=0.0,
     prediction_type="epsilon",
     clip_range=None,
+    multilabel=False,
 ):
     """Run the reverse process from ``y_T ~ N(p, I)`` to ``y_0``.
 
@@ -348,6 +376,9 @@ def reverse_chain(
     clip_range : float or None
         Clip the ``y_0`` estimate of every step to ``[-clip_range,
         clip_range]``; None does not clip.
+    multilabel : bool
+        Whether the labels are independent findings (a ``"logit_residual"``
+        output then corrects each label's logit).
 
     Returns
     -------
@@ -360,7 +391,7 @@ def reverse_chain(
     y = prior + noise[:, 0]
     for i, t in enumerate(steps):
         y0_hat, eps_hat = schedule.split_output(
-            y, prior, t, model_fn(y, t), prediction_type, clip_range
+            y, prior, t, model_fn(y, t), prediction_type, clip_range, multilabel
         )
         if sampler == "ddpm":
             y = schedule.ddpm_step(y, prior, t, y0_hat, noise=noise[:, i + 1])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
+from ._targets import label_probabilities
 from ._training import autocast
 
 __all__ = [
@@ -59,10 +60,6 @@ def class_maps(cams: np.ndarray, classes, size) -> np.ndarray:
     return normalised_saliency(torch.from_numpy(picked), size).numpy()
 
 
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    return logits.to(torch.float64).softmax(-1)
-
-
 def explain(clf, X) -> Bunch:
     """The explanation of every image of ``X``; see ``DiffMICClassifier.explain``."""
     check_is_fitted(clf)
@@ -89,6 +86,11 @@ def explain(clf, X) -> Bunch:
             "prior_fused",
         )
     }
+    multilabel = clf._is_multilabel()
+
+    def proba(logits):
+        return label_probabilities(logits.to(torch.float64), multilabel).cpu()
+
     for _, x, raw in clf._batches(data, device):
         x = x if dtype is None else x.to(dtype)
         with torch.inference_mode(), autocast(device):
@@ -100,9 +102,9 @@ def explain(clf, X) -> Bunch:
         parts["cams"].append(details["cam"].to(torch.float64).cpu())
         parts["windows"].append(torch.cat([corners, sides], -1))
         parts["attention"].append(details["attention"].to(torch.float64).cpu())
-        parts["prior_fused"].append(_softmax(logits.fused).cpu())
-        parts["prior_global"].append(_softmax(logits.global_).cpu())
-        parts["prior_local"].append(_softmax(logits.local).cpu())
+        parts["prior_fused"].append(proba(logits.fused))
+        parts["prior_global"].append(proba(logits.global_))
+        parts["prior_local"].append(proba(logits.local))
     result = {key: torch.cat(values).numpy() for key, values in parts.items()}
     # The diffusion's probabilities, exactly as predict_proba gives them.
     result["proba"] = clf.predict_proba(X)

@@ -97,20 +97,28 @@ def saliency_map(cam: torch.Tensor, weights: torch.Tensor | None = None):
     return (norm * weights[:, :, None, None]).sum(1)
 
 
-def crop_maps(cam: torch.Tensor, logits: torch.Tensor, mode: str) -> torch.Tensor:
+def crop_maps(
+    cam: torch.Tensor, logits: torch.Tensor, mode: str, multilabel: bool = False
+) -> torch.Tensor:
     """The saliency maps the windows are chosen on: ``(B, M, h, w)``.
 
     Window ``i`` is chosen on map ``i % M`` (see :func:`select_windows`).
     ``"sum"`` and ``"predicted"`` give one map; ``"per_class"`` gives the
     normalised CAMs ordered by decreasing ``softmax(logits)``, so that the
-    windows go round the classes, most probable first.
+    windows go round the classes, most probable first. ``"predicted"``
+    weighs the maps by the classes' softmax, or (``multilabel``) by each
+    label's sigmoid.
     """
     _check_crop_saliency(mode)
     if mode == "sum":
         return saliency_map(cam)[:, None]
     if mode == "predicted":
-        return saliency_map(cam, logits.float().softmax(-1))[:, None]
-    # per_class: the softmax keeps the logits' order.
+        probabilities = logits.float()
+        probabilities = (
+            probabilities.sigmoid() if multilabel else probabilities.softmax(-1)
+        )
+        return saliency_map(cam, probabilities)[:, None]
+    # per_class: the softmax (and each label's sigmoid) keeps the logits' order.
     order = logits.argsort(-1, descending=True)
     return normalised_cams(cam).gather(1, order[:, :, None, None].expand_as(cam))
 
@@ -211,6 +219,8 @@ class DCGModel(nn.Module):
         Fraction of CAM cells averaged into the global logits.
     crop_saliency : {"sum", "predicted", "per_class"}
         The saliency the windows are chosen on (see :func:`crop_maps`).
+    multilabel : bool
+        Whether the outputs are independent labels (for ``"predicted"``).
     local_encoder : {"full", "cut"}
         The crops' CNN: the whole network with its pooled head features
         (``"full"``), or cut at the deepest stage that keeps a cell of a crop
@@ -230,6 +240,7 @@ class DCGModel(nn.Module):
         top_t: float = 1.0,
         attn_dim: int = 128,
         crop_saliency: str = "sum",
+        multilabel: bool = False,
         local_encoder: str = "full",
     ):
         super().__init__()
@@ -239,6 +250,7 @@ class DCGModel(nn.Module):
             )
         _check_crop_saliency(crop_saliency)
         self.crop_saliency = crop_saliency
+        self.multilabel = bool(multilabel)
         self.crop_size = int(crop_size)
         self.n_crops = int(n_crops)
         self.top_t = float(top_t)
@@ -273,7 +285,9 @@ class DCGModel(nn.Module):
             cam = self.cam_head(feature_maps[-1])
             y_global = top_t_aggregate(cam, self.top_t)
         with timed("dcg windows"), torch.no_grad():
-            maps = crop_maps(cam.detach(), y_global.detach(), self.crop_saliency)
+            maps = crop_maps(
+                cam.detach(), y_global.detach(), self.crop_saliency, self.multilabel
+            )
             corners = select_windows(maps, x.shape[-2:], self.crop_size, self.n_crops)
         with timed("dcg local"):
             crops = cut_crops(x, corners, self.crop_size)

@@ -1,10 +1,31 @@
-"""Gaussian-kernel maximum mean discrepancy (MMD), DiffMIC's distribution loss."""
+"""The losses: classification of logits, and the Gaussian-kernel maximum mean
+discrepancy (MMD), DiffMIC's distribution loss."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["gaussian_mmd"]
+__all__ = ["classification_loss", "gaussian_mmd"]
+
+
+def classification_loss(logits, target, weight=None, *, multilabel=False):
+    """The loss of logits ``(B, K)`` against their targets.
+
+    Single-label: the cross-entropy against class indices ``target`` (B,),
+    ``weight`` weighing the classes (normalised by the rows' total weight,
+    as :func:`torch.nn.functional.cross_entropy` does). Multi-label: binary
+    cross-entropy against the 0/1 indicator ``target`` (B, K), summed over
+    the labels (each label's logit then gets the gradient ``sigmoid - y``, the
+    cross-entropy's scale) and averaged over the rows; ``weight`` is each
+    label's ``pos_weight``, the weight of its positive rows.
+    """
+    if multilabel:
+        per_label = F.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=weight, reduction="none"
+        )
+        return per_label.sum(-1).mean()
+    return F.cross_entropy(logits, target, weight=weight)
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None):

@@ -76,13 +76,15 @@ def build_networks(
     zero_output: bool = False,
     shared_encoder: bool = False,
     local_encoder: str = "full",
+    multilabel: bool = False,
 ) -> tuple[nn.Module, ConditionalDenoiser]:
     """The guidance model and the denoiser, initialised from ``seed``.
 
     ``n_inputs`` is the number of image channels, or of features when
     ``tabular``. With ``shared_encoder`` (images only) the denoiser has no
     CNN: it reads the DCG model's pooled global features. The caller's global
-    torch RNG is left untouched.
+    torch RNG is left untouched. ``multilabel``: the labels are independent
+    findings (the DCG model weighs its saliency maps by sigmoids).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -100,6 +102,7 @@ def build_networks(
                 crop_saliency=crop_saliency,
                 pretrained=pretrained,
                 local_encoder=local_encoder,
+                multilabel=multilabel,
             )
             if shared_encoder:
                 encoder, feat_dim = None, guidance.feature_dim

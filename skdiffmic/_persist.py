@@ -27,13 +27,15 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
-# local_encoder and image_cache, version 6 prior_folds.
-_READABLE = (1, 2, 3, 4, 5, 6)
+# local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
+# models (multilabel_ and label_names_; older files are single-label).
+_READABLE = (1, 2, 3, 4, 5, 6, 7)
 _ATTRIBUTES = (
     "tabular_",
+    "multilabel_",
     "prediction_type_",
     "image_shape_",
     "image_size_",
@@ -106,6 +108,11 @@ def save_estimator(estimator, path) -> None:
     }
     if hasattr(estimator, "feature_names_in_"):
         document["feature_names_in_"] = [str(n) for n in estimator.feature_names_in_]
+    if hasattr(estimator, "label_names_"):
+        # A DataFrame's column names (strings) or the column indices.
+        document["label_names_"] = [
+            n.item() if hasattr(n, "item") else str(n) for n in estimator.label_names_
+        ]
     tensors = {}
     for name in _MODULES:
         for key, value in getattr(estimator, name).state_dict().items():
@@ -190,6 +197,11 @@ def load_estimator(cls, path):
     )
     if "feature_names_in_" in document:
         estimator.feature_names_in_ = np.array(document["feature_names_in_"], object)
+    if "label_names_" in document:
+        names = document["label_names_"]
+        strings = any(isinstance(n, str) for n in names)
+        estimator.label_names_ = np.array(names, dtype=object if strings else None)
+    estimator.multilabel_ = bool(document["attributes"].get("multilabel_", False))
     for name in _ARRAYS:
         if name in tensors:
             setattr(estimator, name, tensors.pop(name).numpy())
@@ -222,6 +234,7 @@ def load_estimator(cls, path):
         pretrained=False,
         shared_encoder=estimator.denoiser_init == "shared",
         local_encoder=estimator.local_encoder,
+        multilabel=estimator.multilabel_,
     )
     for name, module in (("guidance_model_", guidance_model), ("denoiser_", denoiser)):
         prefix = f"{name}."

@@ -7,7 +7,8 @@ from a seed made of the estimator's sampling seed and the row's own values
 the batch a row comes in nor on the order of the rows. A chain's ``y_0`` becomes
 probabilities through ``softmax(s / T)``, its scores ``s`` being ``y_0`` or, for
 ``"logit_residual"``, ``log y_0`` (:func:`chain_scores`), with ``T`` fitted on
-held-out rows (:func:`fit_temperature`).
+held-out rows (:func:`fit_temperature`); multi-label, through each label's
+``sigmoid(s / T)`` of ``s = logit y_0``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import row_seeds
 from ._networks import denoiser_input, typicality_statistics
 from ._profiling import timed
+from ._targets import label_probabilities
 from ._training import autocast
 
 __all__ = [
     "Sampler",
+    "chain_probabilities",
     "chain_scores",
     "chain_seed",
     "chain_softmax",
@@ -55,12 +58,22 @@ def row_noise(seeds, n_samples: int, n_draws: int, n_classes: int, device):
     return torch.stack(draws).to(device)
 
 
-def chain_scores(y0: np.ndarray, prediction_type: str) -> np.ndarray:
+def chain_scores(
+    y0: np.ndarray, prediction_type: str, multilabel: bool = False
+) -> np.ndarray:
     """The chains' class scores, whose ``softmax(scores / T)`` are probabilities.
 
     ``y_0`` itself, except for ``"logit_residual"``, whose ``y_0`` is already a
     probability vector: its log, so that ``T = 1`` returns it unchanged.
+    Multi-label, the scores are logits whose ``sigmoid(scores / T)`` are each
+    label's probability: ``logit y_0``, ``y_0`` being each label's
+    probability (``"logit_residual"``) or its 0/1 indicator denoised (the
+    other types), clipped to ``[1e-7, 1 - 1e-7]``, so that ``T = 1`` returns
+    the clipped ``y_0``.
     """
+    if multilabel:
+        p = np.clip(y0, 1e-7, 1 - 1e-7)
+        return np.log(p) - np.log1p(-p)
     if prediction_type == "logit_residual":
         return np.log(np.clip(y0, 1e-12, None))
     return y0
@@ -73,19 +86,34 @@ def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def fit_temperature(y0: np.ndarray, truth: np.ndarray) -> float:
+def chain_probabilities(
+    scores: np.ndarray, temperature: float, multilabel: bool = False
+) -> np.ndarray:
+    """Probabilities of each chain from its :func:`chain_scores`: their
+    softmax at ``temperature``, or (multi-label) each label's sigmoid."""
+    if multilabel:
+        return 0.5 * (1.0 + np.tanh(0.5 * scores / temperature))
+    return chain_softmax(scores, temperature)
+
+
+def fit_temperature(y0: np.ndarray, truth: np.ndarray, multilabel=False) -> float:
     """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
 
     ``y0`` (the chains' scores, see :func:`chain_scores`) has shape
     (n, n_samples, K): the chains' probabilities are averaged
-    as in ``predict_proba``. Searched on ``log T`` in [-5, 5].
+    as in ``predict_proba``. Searched on ``log T`` in [-5, 5]. Multi-label,
+    ``truth`` is the indicator (n, K) and the loss is the binary log-loss of
+    ``sigmoid(y0 / T)``, averaged over rows and labels.
     """
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(truth))
 
     def log_loss(log_t):
-        proba = chain_softmax(y0, np.exp(log_t)).mean(axis=1)
+        proba = chain_probabilities(y0, np.exp(log_t), multilabel).mean(axis=1)
+        if multilabel:
+            p = np.clip(np.where(truth == 1, proba, 1 - proba), 1e-12, None)
+            return -np.mean(np.log(p))
         return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
 
     best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
@@ -112,6 +140,8 @@ class Sampler:
         What the denoiser outputs.
     clip_range : float or None
         Clip of the ``y_0`` estimate at every step (None: no clipping).
+    multilabel : bool
+        Whether the labels are independent findings (sigmoid priors).
     """
 
     schedule: NoiseSchedule
@@ -120,6 +150,7 @@ class Sampler:
     eta: float = 0.0
     prediction_type: str = "epsilon"
     clip_range: float | None = None
+    multilabel: bool = False
 
     def n_head_evaluations(self) -> int:
         """Label-head evaluations per chain."""
@@ -179,6 +210,7 @@ class Sampler:
                     eta=self.eta,
                     prediction_type=self.prediction_type,
                     clip_range=self.clip_range,
+                    multilabel=self.multilabel,
                 )
             outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
 
@@ -190,7 +222,7 @@ class Sampler:
             noise = noise if dtype is None else noise.to(dtype)
             with torch.inference_mode(), autocast(device):
                 guide, details = guidance_model(x, return_details=True)
-                prior = guide.fused.float().softmax(-1)
+                prior = label_probabilities(guide.fused.float(), self.multilabel)
                 prior = prior if dtype is None else prior.to(dtype)
                 if with_features:
                     with timed("feature statistics"):

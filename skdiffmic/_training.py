@@ -1,8 +1,9 @@
 """The fit loop: DCG warm-up, then joint diffusion training with EMA.
 
 Stage 1 pre-trains the guidance (DCG) model with cross-entropy on its fused
-logits. Stage 2 trains the denoiser on the dual-guidance objective and keeps
-training the DCG model with one cross-entropy step per batch. One forward pass
+logits (binary cross-entropy per label for multi-label targets). Stage 2
+trains the denoiser on the dual-guidance objective and keeps training the DCG
+model with one cross-entropy step per batch. One forward pass
 of each network per batch: the DCG pass that gives the priors is the one the
 cross-entropy step back-propagates through (the priors are detached), and the
 denoiser's image features are shared by the fused, global and local paths.
@@ -21,14 +22,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ._diffusion import NoiseSchedule, antithetic_timesteps
-from ._losses import gaussian_mmd
+from ._losses import classification_loss, gaussian_mmd
 from ._networks import denoiser_input, init_from_guidance
 from ._profiling import timed
+from ._targets import label_probabilities, label_sample_weight
 
 __all__ = [
     "Batch",
@@ -54,7 +55,8 @@ class TrainConfig:
     guidance: str
     ema_decay: float
     augment: object = None  # a callable (batch, generator) -> batch, or None
-    class_weight: object = None  # a float tensor (n_classes,), or None
+    # Per-class weights (n_classes,), or per-label pos_weight multi-label; or None.
+    class_weight: object = None
     # validate(dcg, denoiser) -> dict of validation metrics, "val_macro_f1"
     # among them; None trains without validation.
     validate: object = None
@@ -76,6 +78,9 @@ class TrainConfig:
     # Train the denoiser on out-of-fold priors from this many copies of the
     # DCG model (see CrossFitGuidance); None: the DCG model's own priors.
     prior_folds: int | None = None
+    # Independent labels (an indicator y): sigmoid priors and binary
+    # cross-entropy; class_weight then holds each label's pos_weight.
+    multilabel: bool = False
     verbose: int = 0
 
 
@@ -241,7 +246,10 @@ def guidance_optimizer(dcg: nn.Module, learning_rate: float):
 
 
 def stratified_folds(y: torch.Tensor, k: int, generator) -> torch.Tensor:
-    """A fold in ``[0, k)`` for each row, each class spread evenly over them."""
+    """A fold in ``[0, k)`` for each row, each class spread evenly over them
+    (for an indicator ``y``, label sets: the rows shuffled and dealt out)."""
+    if y.dim() == 2:
+        return torch.randperm(len(y), generator=generator) % k
     fold = torch.empty(len(y), dtype=torch.long)
     for c in torch.unique(y):
         rows = torch.nonzero(y == c).squeeze(1)
@@ -263,7 +271,7 @@ class CrossFitGuidance:
     are dropped after the fit; prediction uses the DCG model itself.
     """
 
-    def __init__(self, dcg, y, k, learning_rate, generator):
+    def __init__(self, dcg, y, k, learning_rate, generator, multilabel=False):
         # The folds draw from a generator of their own, so that the rest of
         # the fit (batch order, augmentation, noise) draws what it would
         # without cross-fitting.
@@ -271,6 +279,7 @@ class CrossFitGuidance:
         self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
         self.optimizers = [guidance_optimizer(m, learning_rate) for m in self.models]
+        self.multilabel = multilabel
 
     def parts(self) -> dict:
         """The copies and their optimisers, by name (for checkpoints)."""
@@ -291,8 +300,11 @@ class CrossFitGuidance:
                 model.train()
                 with autocast(device), timed("cross-fit dcg"):
                     guide = model(x[inside])
-                ce = F.cross_entropy(
-                    guide.fused.float(), target[inside], weight=class_weight
+                ce = classification_loss(
+                    guide.fused.float(),
+                    target[inside],
+                    class_weight,
+                    multilabel=self.multilabel,
                 )
                 opt.zero_grad(set_to_none=True)
                 with timed("cross-fit dcg"):
@@ -312,24 +324,41 @@ class CrossFitGuidance:
         return out
 
 
-def _weighted_mean(per_row, weights=None):
-    """Mean of per-row losses; with per-row ``weights``, their weighted mean.
+def _weighted_mean(loss, weights=None):
+    """Mean of per-row losses; with ``weights``, their weighted mean.
 
     Normalised by the sum of the weights (as ``cross_entropy`` does with
-    ``weight``).
+    ``weight``). Multi-label, ``loss`` and ``weights`` are per label
+    ``(B, K)``: the rows' losses are the sums over their labels, and the
+    weighted mean keeps that scale (``K`` times the mean over the elements).
     """
+    if loss.dim() == 2:
+        if weights is None:
+            return loss.sum(-1).mean()
+        return (weights * loss).sum() * loss.shape[1] / weights.sum().clamp_min(1e-12)
     if weights is None:
-        return per_row.mean()
-    return (weights * per_row).sum() / weights.sum().clamp_min(1e-12)
+        return loss.mean()
+    return (weights * loss).sum() / weights.sum().clamp_min(1e-12)
 
 
-def _row_weights(labels, class_weight, prior, focal_weight):
-    """Per-row weights of the diffusion MSE (None: all equal).
+def _row_weights(labels, class_weight, prior, focal_weight, multilabel=False):
+    """Weights of the diffusion loss's rows (None: all equal).
 
     The class weight of each row's class, times DiffMIC-v2's focal term
     ``1 + focal_weight * (1 - p_true)``, which weighs up the rows the prior
-    gets wrong.
+    gets wrong. Multi-label, a weight per label ``(B, K)``: the label's
+    ``pos_weight`` on its positive rows (1 on the others), times the focal
+    term of the prior's probability of the row's true value of the label.
     """
+    if multilabel:
+        weights = None
+        if class_weight is not None:
+            weights = 1 + (class_weight - 1) * labels
+        if focal_weight > 0:
+            p_true = torch.where(labels == 1, prior, 1 - prior)
+            focal = 1 + focal_weight * (1 - p_true)
+            weights = focal if weights is None else weights * focal
+        return weights
     weights = None if class_weight is None else class_weight[labels]
     if focal_weight > 0:
         p_true = prior.gather(1, labels[:, None]).squeeze(1)
@@ -376,8 +405,9 @@ def fit_diffmic(
     ----------
     images : ArrayImages, PathImages or ArrayFeatures
         Training rows (``len`` and ``load(indices)``).
-    y : ndarray of shape (n,)
-        Class indices in ``[0, n_classes)``.
+    y : ndarray of shape (n,) or (n, n_classes)
+        Class indices in ``[0, n_classes)``, or (``config.multilabel``) the
+        0/1 indicator of the labels.
 
     Returns
     -------
@@ -392,14 +422,19 @@ def fit_diffmic(
         macro-F1 when validating, else the last completed).
     """
     n = len(images)
-    y_all = torch.as_tensor(y, dtype=torch.long)
+    multilabel = config.multilabel
+    y_all = torch.as_tensor(y, dtype=torch.float32 if multilabel else torch.long)
     class_weight = None
     if config.class_weight is not None:
         class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
         class_weight = class_weight.to(device)
-    sample_weight = (
-        balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
-    )
+    sample_weight = None
+    if config.balanced_sampling:
+        sample_weight = (
+            torch.as_tensor(label_sample_weight(y), dtype=torch.float64)
+            if multilabel
+            else balanced_sample_weight(y_all, n_classes)
+        )
     guidance_opt = guidance_optimizer(dcg, config.guidance_learning_rate)
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
@@ -415,10 +450,17 @@ def fit_diffmic(
     cross_fit = None
     if config.prior_folds:
         cross_fit = CrossFitGuidance(
-            dcg, y_all, config.prior_folds, config.guidance_learning_rate, generator
+            dcg,
+            y_all,
+            config.prior_folds,
+            config.guidance_learning_rate,
+            generator,
+            multilabel,
         )
     dual = config.guidance == "dual"
     eye = torch.eye(n_classes, device=device)
+    # The clean label vector y_0 of a batch: one-hot, or the indicator itself.
+    label_vector = (lambda target: target) if multilabel else (lambda t: eye[t])
     n_guidance = config.guidance_epochs
     total_epochs = n_guidance + config.max_epochs
 
@@ -494,7 +536,9 @@ def fit_diffmic(
                 # stage) its detached priors.
                 with autocast(device):
                     guide, details = dcg(x, return_details=True)
-                ce = F.cross_entropy(guide.fused.float(), target, weight=class_weight)
+                ce = classification_loss(
+                    guide.fused.float(), target, class_weight, multilabel=multilabel
+                )
                 guidance_opt.zero_grad(set_to_none=True)
                 with timed("dcg backward"):
                     ce.backward()
@@ -515,12 +559,14 @@ def fit_diffmic(
                     continue
 
                 b = len(pos)
-                priors = [g.detach().float().softmax(-1) for g in guide]
-                y0 = eye[target]
+                priors = [
+                    label_probabilities(g.detach().float(), multilabel) for g in guide
+                ]
+                y0 = label_vector(target)
                 t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
                 eps = torch.randn(b, n_classes, generator=generator).to(device)
                 weights = _row_weights(
-                    target, class_weight, priors[0], config.focal_weight
+                    target, class_weight, priors[0], config.focal_weight, multilabel
                 )
                 kind = config.prediction_type
                 with autocast(device), timed("denoiser encoder"):
@@ -528,7 +574,9 @@ def fit_diffmic(
                 with autocast(device), timed("label head"):
                     y_t = schedule.q_sample(y0, priors[0], t, eps)
                     out = denoiser.head(features, y_t, priors[0], t).float()
-                    per_row = schedule.training_loss(out, y0, priors[0], t, eps, kind)
+                    per_row = schedule.training_loss(
+                        out, y0, priors[0], t, eps, kind, multilabel
+                    )
                     mse = _weighted_mean(per_row, weights)
                     mmd = torch.zeros((), device=device)
                     if dual:
@@ -538,7 +586,7 @@ def fit_diffmic(
                             y_t_path = schedule.q_sample(y0, prior, t, eps)
                             out_path = denoiser.head(features, y_t_path, prior, t)
                             out_path, goal = schedule.training_pair(
-                                out_path.float(), y0, prior, t, eps, kind
+                                out_path.float(), y0, prior, t, eps, kind, multilabel
                             )
                             mmd = mmd + gaussian_mmd(goal, out_path)
                     loss = mse + config.mmd_weight * mmd

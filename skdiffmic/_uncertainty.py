@@ -29,6 +29,7 @@ __all__ = [
     "FeatureDensity",
     "chain_statistics",
     "feature_statistics",
+    "label_chain_statistics",
     "map_statistics",
     "shrunk_precision",
 ]
@@ -266,4 +267,46 @@ def chain_statistics(samples, y0):
         "entropy": -np.sum(mean * np.log(np.clip(mean, 1e-300, None)), axis=1),
         "interval_width": high - low,
         "p_value": paired_t_test(y0[rows, :, top], y0[rows, :, second]),
+    }
+
+
+def label_chain_statistics(samples, scores):
+    """Per-image statistics of multi-label chains, each label on its own.
+
+    Parameters
+    ----------
+    samples : ndarray of shape (n_images, n_samples, n_labels)
+        Each chain's probability of each label.
+    scores : ndarray of shape (n_images, n_samples, n_labels)
+        The chains' logits the probabilities come from (before the
+        temperature, so that the tests do not depend on it).
+
+    Returns
+    -------
+    dict of ndarray
+        ``mean`` (n_images, n_labels), the probabilities averaged over the
+        chains; ``entropy`` (n_images,), the sum of the labels' binary
+        entropies of ``mean``, in nats; ``interval_width`` (n_images,
+        n_labels), 97.5 - 2.5 percentile of each label's probability across
+        chains; ``p_value`` (n_images, n_labels), the two-sided t-test across
+        chains of each label's logit against 0 (a probability of 1/2): small
+        when the chains agree on the label's side.
+    """
+    mean = samples.mean(axis=1)
+    low, high = np.percentile(samples, [2.5, 97.5], axis=1)
+    clipped = np.clip(mean, 1e-300, 1.0)
+    rest = np.clip(1.0 - mean, 1e-300, 1.0)
+    entropy = -(mean * np.log(clipped) + (1 - mean) * np.log(rest)).sum(axis=1)
+    p_value = np.stack(
+        [
+            paired_t_test(scores[:, :, j], np.zeros_like(scores[:, :, j]))
+            for j in range(scores.shape[2])
+        ],
+        axis=1,
+    )
+    return {
+        "mean": mean,
+        "entropy": entropy,
+        "interval_width": high - low,
+        "p_value": p_value,
     }

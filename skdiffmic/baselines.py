@@ -14,11 +14,8 @@ import os
 import time
 from numbers import Integral, Real
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -27,7 +24,9 @@ from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, resolve_pretrained
 from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
+from ._losses import classification_loss
 from ._profiling import timed
+from ._targets import label_probabilities, label_sample_weight, positive_weights
 from ._training import (
     TrainConfig,
     _epoch_order,
@@ -76,23 +75,29 @@ def _fit_cross_entropy(
     verbose,
     class_weight=None,
     balanced_sampling=False,
+    multilabel=False,
 ):
     """Train ``model`` in place with cross-entropy; return the per-epoch history.
 
     ``class_weight`` (per class, or None) weighs the cross-entropy;
     ``balanced_sampling`` draws each epoch's rows inversely to their class's
-    size, as :class:`~skdiffmic.DiffMICClassifier` does.
+    size, as :class:`~skdiffmic.DiffMICClassifier` does. With ``multilabel``,
+    ``y`` is a 0/1 indicator, the loss is the binary cross-entropy of each
+    label and ``class_weight`` holds the labels' ``pos_weight``
+    (:func:`skdiffmic._losses.classification_loss`).
     """
     n = len(images)
-    y_all = torch.as_tensor(y, dtype=torch.long)
+    y_all = torch.as_tensor(y, dtype=torch.float32 if multilabel else torch.long)
     weight = None
     if class_weight is not None:
         weight = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
-    sample_weight = (
-        balanced_sample_weight(y_all, int(y_all.max()) + 1)
-        if balanced_sampling
-        else None
-    )
+    sample_weight = None
+    if balanced_sampling:
+        sample_weight = (
+            torch.as_tensor(label_sample_weight(y), dtype=torch.float64)
+            if multilabel
+            else balanced_sample_weight(y_all, int(y_all.max()) + 1)
+        )
     steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
     total_steps = max(1, steps_per_epoch * max_epochs)
     optimizer = torch.optim.Adam(
@@ -117,7 +122,9 @@ def _fit_cross_entropy(
             target = y_all[pos].to(device)
             with autocast(device), timed("cnn forward"):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), target, weight=weight)
+            loss = classification_loss(
+                logits.float(), target, weight, multilabel=multilabel
+            )
             optimizer.zero_grad(set_to_none=True)
             with timed("cnn backward"):
                 loss.backward()
@@ -193,11 +200,14 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Weights of the classes in the cross-entropy, for imbalanced data, as
         :class:`~skdiffmic.DiffMICClassifier`'s: ``"balanced"`` uses
         ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
-        weights (missing labels weigh 1).
+        weights (missing labels weigh 1). Multi-label, each label's
+        ``pos_weight`` (``"balanced"``: ``n_negative / n_positive``), as
+        DiffMIC's.
     balanced_sampling : bool, default=False
         Draw each epoch's rows with replacement, in inverse proportion to
-        their class's frequency, as :class:`~skdiffmic.DiffMICClassifier`
-        does, so that the two models can be given the same imbalance options.
+        their class's frequency (multi-label: of their rarest label's), as
+        :class:`~skdiffmic.DiffMICClassifier` does, so that the two models
+        can be given the same imbalance options.
     image_cache : {"memory"}, str, path or None, default=None
         Keep file inputs decoded, cropped and resized for later epochs and
         passes, instead of decoding every file again each time. ``None``
@@ -221,7 +231,15 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels, in the order of ``predict_proba``'s columns.
+        Class labels, in the order of ``predict_proba``'s columns; for a
+        multi-label ``y``, the column indices ``0 .. n_labels - 1``.
+    multilabel_ : bool
+        Whether ``y`` was a multi-label indicator matrix: the network then
+        has one sigmoid output per label, trained with binary cross-entropy,
+        as DiffMIC's guidance model.
+    label_names_ : ndarray of shape (n_labels,)
+        Multi-label only: a DataFrame ``y``'s column names, else the column
+        indices.
     tabular_ : bool
         Always False (there is no tabular mode).
     image_shape_ : tuple
@@ -329,8 +347,11 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             one-column DataFrame of image file paths (decoded batch by batch;
             sizes may vary); or flattened images ``(n_samples, H*W*C)`` with
             ``image_shape`` set.
-        y : array-like of shape (n_samples,)
-            Class labels of any type (strings, ints, ...).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type (strings, ints, ...); or a 0/1 indicator
+            matrix of findings (an array, a sparse matrix, or a DataFrame
+            whose column names become ``label_names_``), refused as
+            :class:`~skdiffmic.DiffMICClassifier` refuses it.
 
         Returns
         -------
@@ -339,13 +360,14 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         """
         augment = self._check_augment()
         data = self._inputs(X, fitting=True)
-        y = self._check_targets(y, len(data))
-        encoder = LabelEncoder().fit(y)
+        y, label_names = self._check_targets(y, len(data))
+        classes, codes, label_names = self._encode_targets(y, label_names)
+        multilabel = label_names is not None
         check_backbone(self.backbone)
         weights = resolve_pretrained(self.backbone, self.pretrained)
         device = resolve_device(self.device, for_fit=True)
 
-        self.classes_ = encoder.classes_
+        self._set_targets(classes, label_names)
         self.tabular_ = False
         self.image_shape_ = data.shape
         self.image_size_ = data.size
@@ -363,7 +385,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         history = _fit_cross_entropy(
             model,
             data,
-            encoder.transform(y),
+            codes,
             preprocess=self._preprocess(),
             augment=augment,
             max_epochs=self.max_epochs,
@@ -373,17 +395,23 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
             device=device,
             generator=torch.Generator().manual_seed(train_seed),
             verbose=self.verbose,
-            class_weight=(
-                None
-                if self.class_weight is None
-                else compute_class_weight(self.class_weight, classes=self.classes_, y=y)
-            ),
+            class_weight=self._class_weights(y, codes),
             balanced_sampling=self.balanced_sampling,
+            multilabel=multilabel,
         )
         self.model_ = model.eval()
         self.n_iter_ = self.max_epochs
         self.history_ = history
         return self
+
+    def _class_weights(self, y, codes):
+        """Per-class weights in the order of ``classes_`` (multi-label: each
+        label's ``pos_weight``), or None."""
+        if self.class_weight is None:
+            return None
+        if self.multilabel_:
+            return positive_weights(codes, self.class_weight, self.label_names_)
+        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the network's logits.
@@ -396,13 +424,15 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
+            Rows sum to 1; columns follow ``classes_``. Multi-label: each
+            label's sigmoid probability.
         """
         data, device = self._prepare(X)
 
         def proba(x):
             with timed("cnn forward"):
-                return self.model_(x).to(torch.float64).softmax(-1)
+                logits = self.model_(x).to(torch.float64)
+                return label_probabilities(logits, self._is_multilabel())
 
         return self._map_batches(data, device, None, proba)
 
@@ -416,8 +446,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``; multi-label, the int 0/1 indicator of
+            the labels of probability at least 0.5.
         """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return self._decide(self.predict_proba(X))

@@ -34,10 +34,13 @@ The graph's inputs:
     main job's model).
 
 Its outputs: ``proba`` ``(batch, n_classes)``, and the DCG model's
-``prior`` (fused), ``prior_global`` and ``prior_local`` probabilities.
+``prior`` (fused), ``prior_global`` and ``prior_local`` probabilities (for a
+multi-label model, each label's probability, ``n_classes`` being the number
+of labels).
 
 Its metadata properties (``metadata_props``, JSON values):
 ``format`` (``"skdiffmic.onnx"``), ``skdiffmic_version``, ``classes``,
+``multilabel`` and ``label_names`` (empty for single-label models),
 ``image_size``, ``image_shape``, ``backbone``, ``preprocessing``,
 ``n_samples``, ``n_draws``, ``sampling_seed``, ``sampler`` and the
 estimator's parameters (``params``).
@@ -73,10 +76,12 @@ def _prediction_module(clf):
 
     from ._diffusion import reverse_chain
     from ._networks import denoiser_input
+    from ._targets import label_probabilities
 
     preprocess = clf._preprocess()
     sampler = clf._sampler()
     logit = clf._fitted_prediction_type() == "logit_residual"
+    multilabel = clf._is_multilabel()
 
     class Prediction(nn.Module):
         def __init__(self):
@@ -93,7 +98,7 @@ def _prediction_module(clf):
                 memory_format=torch.channels_last
             )
             guide, details = self.guidance(x, return_details=True)
-            prior = guide.fused.float().softmax(-1)
+            prior = label_probabilities(guide.fused.float(), multilabel)
             features = self.denoiser.encode(denoiser_input(self.denoiser, x, details))
             features = features.repeat_interleave(self.n_samples, 0)
             chain_prior = prior.repeat_interleave(self.n_samples, 0)
@@ -109,16 +114,21 @@ def _prediction_module(clf):
                 eta=sampler.eta,
                 prediction_type=sampler.prediction_type,
                 clip_range=sampler.clip_range,
+                multilabel=multilabel,
             )
-            # chain_scores and chain_softmax, as predict_proba applies them.
-            scores = torch.log(y0.clamp_min(1e-12)) if logit else y0
-            proba = (scores / self.temperature).softmax(-1)
+            # chain_scores and chain_probabilities, as predict_proba applies them.
+            if multilabel:
+                p = y0.clamp(1e-7, 1 - 1e-7)
+                proba = ((p.log() - (-p).log1p()) / self.temperature).sigmoid()
+            else:
+                scores = torch.log(y0.clamp_min(1e-12)) if logit else y0
+                proba = (scores / self.temperature).softmax(-1)
             proba = proba.view(-1, self.n_samples, proba.shape[-1]).mean(1)
             return (
                 proba,
                 prior,
-                guide.global_.float().softmax(-1),
-                guide.local.float().softmax(-1),
+                label_probabilities(guide.global_.float(), multilabel),
+                label_probabilities(guide.local.float(), multilabel),
             )
 
     return Prediction().eval()
@@ -140,6 +150,11 @@ def _metadata(clf) -> dict:
         "format": FORMAT,
         "skdiffmic_version": __version__,
         "classes": classes,
+        "multilabel": clf._is_multilabel(),
+        "label_names": [
+            n.item() if hasattr(n, "item") else str(n)
+            for n in getattr(clf, "label_names_", [])
+        ],
         "image_size": int(clf.image_size_),
         "image_shape": list(clf.image_shape_),
         "backbone": clf.backbone,
@@ -353,7 +368,8 @@ class OnnxClassifier:
         return self._run(X)[0]
 
     def predict(self, X) -> np.ndarray:
-        """The class of highest probability.
+        """The class of highest probability (multi-label: every label of
+        probability at least 0.5).
 
         Parameters
         ----------
@@ -362,10 +378,13 @@ class OnnxClassifier:
 
         Returns
         -------
-        labels : ndarray of shape (n_images,)
-            Values of ``classes_``.
+        labels : ndarray of shape (n_images,) or (n_images, n_labels)
+            Values of ``classes_``, or the 0/1 indicator of the labels.
         """
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)
+        if self.metadata_.get("multilabel", False):
+            return (proba >= 0.5).astype(np.int64)
+        return self.classes_[proba.argmax(1)]
 
     def predict_prior_proba(self, X, granularity: str = "fused") -> np.ndarray:
         """The DCG model's probabilities, as the estimator's

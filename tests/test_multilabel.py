@@ -1,0 +1,272 @@
+"""Multi-label targets: indicator y for DiffMICClassifier and TimmClassifier."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+
+from skdiffmic import DiffMICClassifier
+from skdiffmic._diffusion import NoiseSchedule, logit_residual_y0
+from skdiffmic._losses import classification_loss
+from skdiffmic._sampling import chain_probabilities, chain_scores, fit_temperature
+from skdiffmic._targets import label_sample_weight, positive_weights
+from skdiffmic.baselines import TimmClassifier
+
+from .conftest import tiny
+
+NAMES = ["Effusion", "Mass", "Nodule"]
+
+
+def _findings(n=48, size=16, seed=0):
+    """Images with 3 independent findings, each a bright block in its own
+    place: label j is present when its block is."""
+    rng = np.random.default_rng(seed)
+    Y = rng.integers(0, 2, size=(n, 3))
+    Y[:3] = [[1, 0, 0], [0, 1, 1], [0, 0, 0]]  # every label has both values
+    Y[3:6] = [[0, 1, 0], [1, 0, 1], [1, 1, 1]]
+    X = rng.integers(0, 90, size=(n, size, size, 3)).astype(np.uint8)
+    half = size // 2
+    spots = [(0, 0), (0, half), (half, 0)]
+    for j, (r, c) in enumerate(spots):
+        X[Y[:, j] == 1, r : r + half, c : c + half] = 230
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _findings()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, Y = data
+    return tiny(validation_fraction=0.25).fit(X, pd.DataFrame(Y, columns=NAMES))
+
+
+def test_fit_predict_shapes_names_and_types(data, fitted):
+    X, Y = data
+    assert fitted.multilabel_
+    assert list(fitted.label_names_) == NAMES
+    np.testing.assert_array_equal(fitted.classes_, [0, 1, 2])
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    assert ((proba > 0) & (proba < 1)).all()
+    assert not np.allclose(proba.sum(1), 1)  # independent labels
+    pred = fitted.predict(X)
+    assert pred.shape == (len(X), 3) and pred.dtype == np.int64
+    np.testing.assert_array_equal(pred, (proba >= 0.5).astype(int))
+    prior = fitted.predict_prior_proba(X)
+    assert prior.shape == (len(X), 3) and ((prior > 0) & (prior < 1)).all()
+    assert fitted.sample_proba(X[:4], n_samples=3).shape == (4, 3, 3)
+
+
+def test_learns_the_findings(data):
+    """The blocks are plain to see: a few epochs find them (chance: 0.5)."""
+    X, Y = data
+    Xt, Yt = _findings(n=40, seed=1)
+    clf = tiny(max_epochs=4, guidance_epochs=4, guidance_learning_rate=5e-3)
+    clf.fit(X, Y)
+    assert roc_auc_score(Yt, clf.predict_proba(Xt), average="macro") > 0.8
+    cnn = TimmClassifier("test_resnet", max_epochs=4, batch_size=8, random_state=0)
+    cnn.fit(X, Y)
+    assert roc_auc_score(Yt, cnn.predict_proba(Xt), average="macro") > 0.8
+
+
+def test_sparse_and_list_targets_give_the_same_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    Y = (X[:, :3] > 0).astype(int)
+    params = dict(hidden_dim=16, n_timesteps=20, max_epochs=1, guidance_epochs=1)
+    params.update(batch_size=16, random_state=0)
+    reference = DiffMICClassifier(**params).fit(X, Y).predict_proba(X)
+    for target in (sp.csr_matrix(Y), Y.tolist(), Y.astype(bool), Y.astype(float)):
+        proba = DiffMICClassifier(**params).fit(X, target).predict_proba(X)
+        np.testing.assert_allclose(proba, reference)
+
+
+def test_column_vector_stays_single_label(data):
+    X, Y = data
+    with pytest.warns(Warning, match="column-vector"):
+        clf = tiny(max_epochs=1).fit(X, Y[:, :1])
+    assert not clf.multilabel_ and clf.predict(X[:4]).shape == (4,)
+
+
+def test_cross_val_score_and_grid_search_in_the_tabular_mode():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, 6))
+    Y = (X[:, :3] + 0.5 * rng.normal(size=(96, 3)) > 0).astype(int)
+    clf = DiffMICClassifier(
+        hidden_dim=32,
+        n_timesteps=50,
+        max_epochs=3,
+        guidance_epochs=3,
+        batch_size=32,
+        guidance_learning_rate=1e-2,
+        random_state=0,
+    )
+    scores = cross_val_score(clf, X, Y, cv=KFold(2), scoring="roc_auc")
+    assert scores.shape == (2,) and scores.min() > 0.8
+    search = GridSearchCV(
+        clf, {"max_epochs": [1, 3]}, cv=KFold(2), scoring="roc_auc"
+    ).fit(X, Y)
+    assert search.best_estimator_.multilabel_
+    assert search.predict(X[:5]).shape == (5, 3)
+
+
+def test_save_load_and_uncertainty(tmp_path, data, fitted):
+    X, _ = data
+    path = tmp_path / "multi.safetensors"
+    fitted.save(path)
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.multilabel_ and list(loaded.label_names_) == NAMES
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    table = loaded.predict_uncertainty(X[:5], n_samples=4)
+    assert list(table.columns) == [
+        "prediction",
+        "n_labels",
+        "least_certain",
+        "entropy",
+        "interval_width",
+        "p_value",
+        "feature_distance",
+        "ood_p_value",
+        "confident",
+    ]
+    pred = fitted.predict(X[:5])
+    expected = ["|".join(np.array(NAMES)[row == 1]) for row in pred]
+    # The table's mean is over its own 4 chains; one chain per image and
+    # eta=0 make every chain the same.
+    assert list(table["prediction"]) == expected
+    assert (table["n_labels"] == pred.sum(1)).all()
+    assert set(table["least_certain"]) <= set(NAMES)
+
+
+def test_explain_gives_each_labels_map(data, fitted):
+    X, _ = data
+    explanation = fitted.explain(X[:2])
+    assert explanation.cams.shape[:2] == (2, 3)
+    np.testing.assert_allclose(
+        explanation.prior_fused, fitted.predict_prior_proba(X[:2])
+    )
+
+
+def test_warm_start_needs_the_same_labels(data, fitted):
+    X, Y = data
+    clf = tiny(max_epochs=1).fit(X, pd.DataFrame(Y, columns=NAMES))
+    clf.set_params(warm_start=True).fit(X, pd.DataFrame(Y, columns=NAMES))
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X, pd.DataFrame(Y, columns=["a", "b", "c"]))
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X, Y[:, 0])
+
+
+@pytest.mark.parametrize("estimator", ["diffmic", "cnn"])
+@pytest.mark.parametrize(
+    "rows, column, value, message",
+    [
+        (4, 1, np.nan, "missing value.*'Mass' \\(column 1\\) of row 4"),
+        (7, 2, 2.0, "only 0 and 1.*'Nodule' \\(column 2\\) has the value 2 in row 7"),
+        (slice(None), 0, 0.0, "'Effusion' \\(column 0\\) has no positive"),
+        (slice(None), 1, 1.0, "'Mass' \\(column 1\\) has no negative"),
+    ],
+)
+def test_bad_targets_are_refused_before_training(
+    tmp_path, data, estimator, rows, column, value, message
+):
+    X, Y = data
+    Y = Y.astype(float)
+    Y[rows, column] = value
+    frame = pd.DataFrame(Y, columns=NAMES)
+    if estimator == "diffmic":
+        clf = tiny(checkpoint_dir=tmp_path / "ckpt")
+    else:
+        clf = TimmClassifier("test_resnet", max_epochs=1)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, frame)
+    assert not (tmp_path / "ckpt").exists()
+    assert not hasattr(clf, "classes_")
+
+
+def test_other_bad_targets(data):
+    X, Y = data
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        tiny().fit(X, Y[:-1])
+    with pytest.raises(ValueError, match="Label 1 has no positive row"):
+        Z = Y.copy()
+        Z[:, 1] = 0
+        tiny().fit(X, Z)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        tiny().fit(X, np.where(Y == 1, "yes", "no"))
+    with pytest.raises(ValueError, match="class_weight names the label 'Cough'"):
+        tiny(class_weight={"Cough": 2.0}).fit(X, pd.DataFrame(Y, columns=NAMES))
+
+
+def test_positive_weights_and_balanced_sampling_weights():
+    Y = np.array([[1, 0], [1, 1], [0, 0], [1, 0]])
+    np.testing.assert_allclose(positive_weights(Y, "balanced", None), [1 / 3, 3])
+    np.testing.assert_allclose(
+        positive_weights(Y, {"b": 5.0}, np.array(["a", "b"])), [1, 5]
+    )
+    np.testing.assert_allclose(positive_weights(Y, {0: 2.0}, None), [2, 1])
+    assert positive_weights(Y, None, None) is None
+    # Rows weigh their rarest label's inverse frequency; the unlabelled row
+    # is a group of one.
+    np.testing.assert_allclose(label_sample_weight(Y), [1 / 3, 1, 1, 1 / 3])
+
+
+def test_class_weight_is_the_binary_cross_entropys_pos_weight():
+    logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weight = torch.tensor([3.0, 0.5])
+    loss = classification_loss(logits, target, weight, multilabel=True)
+    p = logits.sigmoid()
+    by_hand = -(weight * target * p.log() + (1 - target) * (1 - p).log()).sum(1).mean()
+    torch.testing.assert_close(loss, by_hand)
+
+
+def test_logit_residual_corrects_each_labels_logit():
+    prior = torch.tensor([[0.2, 0.9, 0.5]])
+    np.testing.assert_allclose(
+        logit_residual_y0(prior, torch.zeros(1, 3), multilabel=True), prior, atol=1e-6
+    )
+    out = torch.tensor([[1.0, -2.0, 0.0]], requires_grad=True)
+    schedule = NoiseSchedule.create("linear", 10)
+    y0 = torch.tensor([[1.0, 0.0, 1.0]])
+    t = torch.tensor([3])
+    loss = schedule.training_loss(
+        out, y0, prior, t, torch.zeros(1, 3), "logit_residual", multilabel=True
+    )
+    assert loss.shape == (1, 3)
+    loss.sum().backward()
+    corrected = logit_residual_y0(prior, out.detach(), multilabel=True)
+    # The gradient of each label's log-loss is sigmoid - y, as for the
+    # single-label softmax.
+    torch.testing.assert_close(out.grad, corrected - y0)
+
+
+def test_chain_scores_round_trip_and_temperature():
+    rng = np.random.default_rng(0)
+    y0 = rng.uniform(0.05, 0.95, size=(50, 2, 3))
+    scores = chain_scores(y0, "logit_residual", multilabel=True)
+    np.testing.assert_allclose(chain_probabilities(scores, 1.0, True), y0)
+    truth = (y0.mean(1) > 0.5).astype(int)
+    # Probabilities on the right side of 1/2 but timid: a temperature below 1
+    # sharpens them.
+    assert fit_temperature(scores, truth, multilabel=True) < 1
+
+
+def test_onnx_export_of_a_multilabel_model(tmp_path, data, fitted):
+    pytest.importorskip("onnxruntime")
+    from skdiffmic.export import OnnxClassifier, to_onnx
+
+    X, _ = data
+    to_onnx(fitted, tmp_path / "multi.onnx")
+    onnx = OnnxClassifier(tmp_path / "multi.onnx")
+    assert onnx.metadata_["multilabel"] and onnx.metadata_["label_names"] == NAMES
+    np.testing.assert_allclose(
+        onnx.predict_proba(X), fitted.predict_proba(X), atol=1e-4
+    )
+    np.testing.assert_array_equal(onnx.predict(X), fitted.predict(X))
