@@ -40,7 +40,23 @@ epochs, all images, 5 folds).
     python examples/benchmark.py --quick              # a seconds-long smoke run
 
 ``--dataset`` takes ``br35h``, ``lesions`` (synthetic), ``folder:ROOT``,
-``ham10000:ROOT``, ``aptos2019:ROOT`` or ``medmnist:FILE.npz``.
+``ham10000:ROOT``, ``aptos2019:ROOT`` or ``medmnist:FILE.npz``, and the
+multi-label sets ``findings`` (synthetic: ``make_lesions`` with 4 findings per
+image, any subset present), ``chestxray14:ROOT`` (its official train_val
+list), ``chexpert:ROOT`` (its train.csv, uncertain labels as 0) and
+``medmnist:chestmnist_64.npz``.
+
+    python examples/benchmark.py --dataset findings
+    python examples/benchmark.py --dataset chestxray14:/data/NIH --n-images 4000
+
+For multi-label sets the folds are plain shuffled K-fold (scikit-learn has no
+multi-label stratification; with rare findings, check that each training fold
+has each finding, else the fit says which one it lacks), and the table has
+the macro ROC AUC (the mean of the findings' ROC AUCs, ChestX-ray14's
+metric), sample-F1 (F1 of each image's predicted set, averaged over the
+images), macro-F1 (over the findings, at the 0.5 threshold), subset accuracy
+(the whole set right), the mean binary log-loss, and a table of each
+finding's ROC AUC.
 """
 
 from __future__ import annotations
@@ -63,13 +79,15 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from skdiffmic import DiffMICClassifier
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import (
     load_aptos2019,
     load_br35h,
+    load_chestxray14,
+    load_chexpert,
     load_ham10000,
     load_image_folder,
     load_medmnist,
@@ -82,6 +100,12 @@ METRICS = ("accuracy", "macro_f1", "qw_kappa", "roc_auc")
 # Also in the table: multi-class and calibration metrics, and (a second table)
 # each class's recall.
 EXTRA = ("balanced_accuracy", "log_loss")
+# Multi-label sets: the plotted metrics, then the rest of the table; the
+# second table has each finding's ROC AUC.
+LABEL_METRICS = ("roc_auc", "samples_f1", "macro_f1", "subset_accuracy")
+LABEL_EXTRA = ("log_loss",)
+# Synthetic findings per image of --dataset findings.
+N_FINDINGS = 4
 
 SETTINGS = {
     # About 3 minutes on a 2-core CPU.
@@ -149,6 +173,31 @@ SCRATCH = {
 def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     """``(X uint8 images, y, class names, description)`` for ``--dataset``."""
     kind, _, where = spec.partition(":")
+    if kind == "findings":
+        n = n_images or 600
+        X, Y = make_lesions(
+            n, image_size=image_size, n_labels=N_FINDINGS, random_state=seed
+        )
+        names = np.array([f"finding {j}" for j in range(N_FINDINGS)])
+        return X, Y, names, f"make_lesions, {N_FINDINGS} findings (synthetic)"
+    if kind in ("chestxray14", "chexpert"):
+        if not where:
+            raise SystemExit(f"--dataset {kind} needs a path: {kind}:ROOT")
+        if kind == "chestxray14":
+            data = load_chestxray14(where, split="train_val")
+        else:
+            data = load_chexpert(where, split="train", uncertain="zeros")
+        X, Y = np.asarray(data.data), np.asarray(data.target)
+        if n_images is not None and n_images < len(Y):
+            # A random subset (no stratification for label sets), the same for
+            # every run with this seed.
+            keep = np.sort(
+                np.random.default_rng(seed).choice(len(Y), n_images, replace=False)
+            )
+            X, Y = X[keep], Y[keep]
+        print(f"decoding {len(X)} images at {image_size} px ...", flush=True)
+        X = read_images(X, size=image_size)
+        return X, Y, np.asarray(data.target_names), f"{kind} {where}"
     if kind == "lesions":
         n = n_images or 600
         X, y = make_lesions(n, image_size=image_size, random_state=seed)
@@ -172,7 +221,10 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     if n_images is not None and n_images < len(y):
         # A stratified subset, the same for every run with this seed.
         keep, _ = train_test_split(
-            np.arange(len(y)), train_size=n_images, stratify=y, random_state=seed
+            np.arange(len(y)),
+            train_size=n_images,
+            stratify=None if np.ndim(y) == 2 else y,  # label sets: at random
+            random_state=seed,
         )
         keep = np.sort(keep)
         X, y = X[keep], y[keep]
@@ -198,6 +250,26 @@ def scores(y_true, proba, classes):
         "roc_auc": auc,
         "log_loss": log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes),
         **{f"recall[{k}]": r for k, r in zip(classes, recall)},
+    }
+
+
+def label_scores(Y_true, proba, names):
+    """The multi-label table's metrics, and each finding's ROC AUC."""
+    pred = (proba >= 0.5).astype(int)
+    per_label = [
+        roc_auc_score(Y_true[:, j], proba[:, j])
+        if 0 < Y_true[:, j].sum() < len(Y_true)
+        else np.nan
+        for j in range(Y_true.shape[1])
+    ]
+    p = np.clip(np.where(Y_true == 1, proba, 1 - proba), 1e-15, 1)
+    return {
+        "roc_auc": np.nanmean(per_label),
+        "samples_f1": f1_score(Y_true, pred, average="samples", zero_division=0),
+        "macro_f1": f1_score(Y_true, pred, average="macro", zero_division=0),
+        "subset_accuracy": accuracy_score(Y_true, pred),
+        "log_loss": -np.mean(np.log(p)),
+        **{f"auc[{name}]": a for name, a in zip(names, per_label)},
     }
 
 
@@ -244,13 +316,17 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     X, y, names, description = load_dataset(
         args.dataset, s["n_images"], s["image_size"], args.seed
     )
-    counts = np.bincount(y)
+    multilabel = y.ndim == 2
+    counts = y.sum(axis=0) if multilabel else np.bincount(y)
     print(
-        f"data: {description}: {len(y)} images {X.shape[1:]}, classes "
+        f"data: {description}: {len(y)} images {X.shape[1:]}, "
+        f"{'positives per finding' if multilabel else 'classes'} "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    folds = StratifiedKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
-    rows, confusion = [], 0
+    splitter = KFold if multilabel else StratifiedKFold
+    folds = splitter(n_splits=s["folds"], shuffle=True, random_state=args.seed)
+    metrics = LABEL_METRICS if multilabel else METRICS
+    rows, confusion = [], None if multilabel else 0
     for k, (train, test) in enumerate(folds.split(X, y), start=1):
         diffmic, cnn = make_models(
             s, random_state=args.seed + k, device=args.device, verbose=args.verbose
@@ -271,25 +347,48 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             "DCG prior": (prior, fit_s, prior_s),
         }
         for model, (p, fit_time, pred_time) in results.items():
-            row = {"fold": k, "model": model, **scores(y[test], p, diffmic.classes_)}
+            if multilabel:
+                row = {"fold": k, "model": model, **label_scores(y[test], p, names)}
+            else:
+                row = {
+                    "fold": k,
+                    "model": model,
+                    **scores(y[test], p, diffmic.classes_),
+                }
             row.update(
                 fit_s=fit_time, predict_ms_per_image=1000 * pred_time / len(test)
             )
             rows.append(row)
-        confusion = confusion + confusion_matrix(
-            y[test], diffmic.classes_[proba.argmax(1)], labels=diffmic.classes_
-        )
+        if not multilabel:
+            confusion = confusion + confusion_matrix(
+                y[test], diffmic.classes_[proba.argmax(1)], labels=diffmic.classes_
+            )
         # Finished folds survive a run that is stopped part-way.
         pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)
-        last = pd.DataFrame(rows[-3:]).set_index("model")[list(METRICS)]
+        last = pd.DataFrame(rows[-3:]).set_index("model")[list(metrics)]
         print(f"{tag} done\n{last.round(3).to_string()}\n", flush=True)
-    info = dict(confusion=confusion, names=names, settings=s, description=description)
+    info = dict(
+        confusion=confusion,
+        names=names,
+        settings=s,
+        description=description,
+        multilabel=multilabel,
+    )
     return pd.DataFrame(rows), info
 
 
+def _metric_names(columns) -> tuple[tuple, tuple, str]:
+    """``(plotted metrics, the others, per-class prefix)`` of a results table:
+    the multi-label set's when it has per-finding ROC AUCs."""
+    if any(c.startswith("auc[") for c in columns):
+        return LABEL_METRICS, LABEL_EXTRA, "auc["
+    return METRICS, EXTRA, "recall["
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    recalls = [c for c in table.columns if c.startswith("recall[")]
-    columns = [*METRICS, *EXTRA, *recalls, "fit_s", "predict_ms_per_image"]
+    metrics, extra, prefix = _metric_names(table.columns)
+    per_class = [c for c in table.columns if c.startswith(prefix)]
+    columns = [*metrics, *extra, *per_class, "fit_s", "predict_ms_per_image"]
     grouped = table.groupby("model", sort=False)[columns]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std().add_suffix("_sd"))
     return summary.loc[list(MODELS)]
@@ -297,14 +396,23 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 def print_table(summary: pd.DataFrame, names=()) -> str:
     """The Markdown tables; ``names`` labels the classes coded 0, 1, ..."""
-    lines = [
-        "| model | accuracy | macro-F1 | QW kappa | ROC AUC | balanced acc. | "
-        "log-loss | fit (s) | predict (ms/image) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    metrics, extra, prefix = _metric_names(summary.columns)
+    if prefix == "auc[":
+        header = (
+            "| model | macro ROC AUC | sample-F1 | macro-F1 | subset acc. | "
+            "log-loss | fit (s) | predict (ms/image) |"
+        )
+        caption = "ROC AUC of each finding (mean over folds):"
+    else:
+        header = (
+            "| model | accuracy | macro-F1 | QW kappa | ROC AUC | balanced acc. | "
+            "log-loss | fit (s) | predict (ms/image) |"
+        )
+        caption = "Recall of each class (mean over folds):"
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for model, r in summary.iterrows():
         cells = [
-            f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}" for m in (*METRICS, *EXTRA)
+            f"{r[m + '_mean']:.3f} ± {r[m + '_sd']:.3f}" for m in (*metrics, *extra)
         ]
         cells.append(f"{r['fit_s_mean']:.0f} ± {r['fit_s_sd']:.0f}")
         cells.append(
@@ -312,15 +420,15 @@ def print_table(summary: pd.DataFrame, names=()) -> str:
         )
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     recalls = [
-        c for c in summary.columns if c.startswith("recall[") and c.endswith("_mean")
+        c for c in summary.columns if c.startswith(prefix) and c.endswith("_mean")
     ]
-    labels = [c[len("recall[") : -len("]_mean")] for c in recalls]
+    labels = [c[len(prefix) : -len("]_mean")] for c in recalls]
     names = [
         str(names[int(k)]) if k.isdigit() and int(k) < len(names) else k for k in labels
     ]
     lines += [
         "",
-        "Recall of each class (mean over folds):",
+        caption,
         "",
         "| model | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -338,27 +446,35 @@ def plot(summary: pd.DataFrame, confusion, names, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bars, cm) = plt.subplots(
-        1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]}
-    )
+    metrics, _, _ = _metric_names(summary.columns)
+    if confusion is None:  # multi-label: the metrics alone
+        fig, bars = plt.subplots(figsize=(7, 4.2))
+        labels = ["macro ROC AUC", "sample-F1", "macro-F1", "subset acc."]
+    else:
+        fig, (bars, cm) = plt.subplots(
+            1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]}
+        )
+        labels = ["accuracy", "macro-F1", "QW kappa", "ROC AUC"]
     width = 0.8 / len(summary)
-    x = np.arange(len(METRICS))
+    x = np.arange(len(metrics))
     for i, (model, r) in enumerate(summary.iterrows()):
         bars.bar(
             x + i * width,
-            [r[m + "_mean"] for m in METRICS],
+            [r[m + "_mean"] for m in metrics],
             width,
-            yerr=[r[m + "_sd"] for m in METRICS],
+            yerr=[r[m + "_sd"] for m in metrics],
             capsize=3,
             label=model,
         )
-    bars.set_xticks(
-        x + width * (len(summary) - 1) / 2,
-        ["accuracy", "macro-F1", "QW kappa", "ROC AUC"],
-    )
+    bars.set_xticks(x + width * (len(summary) - 1) / 2, labels)
     bars.set_ylim(0, 1.05)
     bars.set_ylabel("mean over folds (± sd)")
     bars.legend(loc="upper center", bbox_to_anchor=(0.5, 1.13), ncol=3)
+    if confusion is None:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return
     cm.imshow(confusion, cmap="Blues")
     for (i, j), v in np.ndenumerate(confusion):
         cm.text(
@@ -430,7 +546,8 @@ def main(argv=None) -> None:
     plot(summary, info["confusion"], info["names"], args.out / "benchmark.png")
     s = info["settings"]
     print(
-        f"\n{info['description']}, {s['folds']}-fold stratified CV, "
+        f"\n{info['description']}, {s['folds']}-fold "
+        f"{'shuffled' if info['multilabel'] else 'stratified'} CV, "
         f"{s['backbone']} ({'ImageNet' if s['pretrained'] else 'from scratch'}) "
         f"at {s['image_size']} px, DCG {s['guidance_epochs']} + "
         f"diffusion {s['max_epochs']} epochs, denoiser_init="

@@ -219,21 +219,20 @@ def test_fresh_head_starts_small_whatever_the_backbone_family():
 
 def test_class_weight_and_balanced_sampling_as_diffmic_has_them(monkeypatch):
     # The CNN baseline gets DiffMIC's imbalance options, with the same meaning.
-    import torch.nn.functional as F
-
     seen, orders = [], []
-    real_ce, real_order = F.cross_entropy, skdiffmic.baselines._epoch_order
+    real_ce = skdiffmic.baselines.classification_loss
+    real_order = skdiffmic.baselines._epoch_order
 
     def spy_ce(logits, target, weight=None, **kwargs):
         seen.append(None if weight is None else weight.cpu().numpy().copy())
-        return real_ce(logits, target, weight=weight, **kwargs)
+        return real_ce(logits, target, weight, **kwargs)
 
     def spy_order(n, batch_size, generator, sample_weight=None):
         order = real_order(n, batch_size, generator, sample_weight)
         orders.append((order, sample_weight))
         return order
 
-    monkeypatch.setattr(skdiffmic.baselines.F, "cross_entropy", spy_ce)
+    monkeypatch.setattr(skdiffmic.baselines, "classification_loss", spy_ce)
     monkeypatch.setattr(skdiffmic.baselines, "_epoch_order", spy_order)
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)

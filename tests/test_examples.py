@@ -34,6 +34,33 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
     }
 
 
+def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")["main"](
+        [
+            "--quick",
+            "--dataset",
+            "findings",
+            "--n-images",
+            "40",
+            "--out",
+            os.fspath(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "| model | macro ROC AUC | sample-F1 |" in out
+    assert "ROC AUC of each finding" in out
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(results["model"]) == {"DiffMIC", "CNN (CE)", "DCG prior"}
+    per_finding = [c for c in results.columns if c.startswith("auc[")]
+    assert len(per_finding) == 4
+    # The macro ROC AUC is the mean of the findings'.
+    np.testing.assert_allclose(
+        results[per_finding].mean(axis=1), results["roc_auc"], rtol=1e-9
+    )
+    assert (tmp_path / "benchmark.png").stat().st_size > 0
+
+
 def _import(path, name):
     import importlib.util
 

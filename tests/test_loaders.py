@@ -532,9 +532,18 @@ def test_medmnist_problems(npz, tmp_path):
     np.savez(
         chest,
         train_images=np.zeros((2, 28, 28), np.uint8),
-        train_labels=np.zeros((2, 14), np.uint8),
+        train_labels=np.eye(2, 14, dtype=np.uint8),
     )
-    with pytest.raises(ValueError, match="multi-label sets .* are not supported"):
+    chest_bunch = load_medmnist(chest)
+    assert chest_bunch.target.shape == (2, 14) and chest_bunch.target.dtype == np.int64
+    assert chest_bunch.target[1, 1] == 1 and len(chest_bunch.target_names) == 14
+    assert "14 labels (multi-label)" in chest_bunch.DESCR
+    np.savez(
+        chest,
+        train_images=np.zeros((2, 28, 28), np.uint8),
+        train_labels=np.full((2, 14), 2, np.uint8),
+    )
+    with pytest.raises(ValueError, match="values other than 0 and 1"):
         load_medmnist(chest)
     bad = tmp_path / "bad.npz"
     np.savez(

@@ -32,11 +32,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _medmnist_labels(labels: np.ndarray, key: str, path: Path) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] > 1:
-        raise ValueError(
-            f"{key} of {str(path)!r} has shape {labels.shape}: multi-label sets "
-            "(such as ChestMNIST) are not supported; DiffMIC needs one class per "
-            "image."
-        )
+        # A multi-label set (ChestMNIST): the 0/1 indicator of the findings.
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(
+                f"{key} of {str(path)!r} has shape {labels.shape} (a multi-label "
+                "set) but holds values other than 0 and 1."
+            )
+        return labels.astype(np.int64)
     if labels.ndim not in (1, 2):
         raise ValueError(f"{key} of {str(path)!r} has shape {labels.shape}.")
     labels = labels.reshape(-1)
@@ -60,8 +62,10 @@ def load_medmnist(
     The file (any MedMNIST v2 / v3 2-D set at any size: 28, 64, 128 or 224 px)
     holds ``<split>_images`` and ``<split>_labels`` for the splits ``train``,
     ``val`` and ``test``. Images are ``(n, H, W)`` (grayscale) or
-    ``(n, H, W, 3)`` uint8 arrays; labels ``(n, 1)`` integers. The file is read
-    without unpickling anything.
+    ``(n, H, W, 3)`` uint8 arrays; labels ``(n, 1)`` integers, or for the
+    multi-label ChestMNIST ``(n, 14)`` 0/1 findings, returned as that
+    indicator matrix (the estimators fit it as a multi-label target). The
+    file is read without unpickling anything.
 
     ``target_names`` are the label values as strings, ``'0'`` to ``str(k - 1)``
     where ``k - 1`` is the largest label in any split of the file, so the
@@ -82,7 +86,8 @@ def load_medmnist(
     Returns
     -------
     data : Bunch
-        ``data``: the uint8 images; ``target``: int64 labels;
+        ``data``: the uint8 images; ``target``: int64 labels (multi-label:
+        an int64 0/1 indicator ``(n, n_labels)``);
         ``target_names``: label values as strings; ``filenames`` and
         ``frame``: None; ``DESCR``: a description.
     (data, target) : tuple if ``return_X_y`` is True.
@@ -93,8 +98,8 @@ def load_medmnist(
         If ``path`` does not exist.
     ValueError
         If ``as_frame`` is True, the file is no readable ``.npz``, ``split`` is
-        not in the file (the message lists the splits found), the labels are
-        multi-label, or the arrays have unexpected shapes or types.
+        not in the file (the message lists the splits found), or the arrays
+        have unexpected shapes or types.
 
     Examples
     --------
@@ -143,16 +148,25 @@ def load_medmnist(
         raise ValueError(
             f"{str(path)!r} has {len(images)} {split} images but {len(target)} labels."
         )
-    n_classes = 1 + max(
-        (int(v.max()) for v in all_labels.values() if v.size), default=0
-    )
-    names = np.asarray([str(i) for i in range(n_classes)], dtype=str)
+    if target.ndim == 2:
+        n_classes = target.shape[1]
+        names = np.asarray([str(i) for i in range(n_classes)], dtype=str)
+        kinds = "labels (multi-label)"
+        counts = "\n".join(
+            f"  {j}: {int(c)} images" for j, c in enumerate(target.sum(axis=0))
+        )
+    else:
+        n_classes = 1 + max(
+            (int(v.max()) for v in all_labels.values() if v.size), default=0
+        )
+        names = np.asarray([str(i) for i in range(n_classes)], dtype=str)
+        kinds, counts = "classes", _class_counts(target, names)
     if return_X_y:
         return images, target
     descr = (
         f"MedMNIST data set {path.name!r}, split {split!r}: {len(images)} images "
-        f"of shape {images.shape[1:]}, {n_classes} classes.\n\n"
-        f"Classes (index: name):\n{_class_counts(target, names)}\n\n"
+        f"of shape {images.shape[1:]}, {n_classes} {kinds}.\n\n"
+        f"{kinds.split()[0].capitalize()} (index: images):\n{counts}\n\n"
         "Source: Yang et al., 'MedMNIST v2 - A large-scale lightweight benchmark "
         "for 2D and 3D biomedical image classification', Scientific Data 10, 41 "
         "(2023); files from medmnist.com (Zenodo).\n"
