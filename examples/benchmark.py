@@ -54,7 +54,7 @@ multi-label stratification; with rare findings, check that each training fold
 has each finding, else the fit says which one it lacks), and the table has
 the macro ROC AUC (the mean of the findings' ROC AUCs, ChestX-ray14's
 metric), sample-F1 (F1 of each image's predicted set, averaged over the
-images), macro-F1 (over the findings, at the 0.5 threshold), subset accuracy
+images; an image with no finding predicted with none scores 1), macro-F1 (over the findings, at the 0.5 threshold), subset accuracy
 (the whole set right), the mean binary log-loss, and a table of each
 finding's ROC AUC.
 """
@@ -265,7 +265,8 @@ def label_scores(Y_true, proba, names):
     p = np.clip(np.where(Y_true == 1, proba, 1 - proba), 1e-15, 1)
     return {
         "roc_auc": np.nanmean(per_label),
-        "samples_f1": f1_score(Y_true, pred, average="samples", zero_division=0),
+        # An image with no finding, predicted with none, is right: 1.
+        "samples_f1": f1_score(Y_true, pred, average="samples", zero_division=1),
         "macro_f1": f1_score(Y_true, pred, average="macro", zero_division=0),
         "subset_accuracy": accuracy_score(Y_true, pred),
         "log_loss": -np.mean(np.log(p)),

@@ -4,7 +4,12 @@ The checks feed 2-D arrays, so they exercise the tabular mode (MLP encoders in
 place of the CNNs) together with everything the modes share: parameter
 validation, input and target checks, cloning, pickling, fitted attributes,
 reproducibility and invariance of predictions to batch composition and row
-order. No check is switched off and none is expected to fail.
+order. The estimator's tags declare multi-label support (``multi_label``,
+``multi_output``), which adds scikit-learn's multilabel checks: indicator ``y``
+as an array, a list of lists and a list of arrays, the shape and dtype of
+``predict`` and ``predict_proba``. No check is switched off and none is
+expected to fail (scikit-learn itself skips its ``decision_function`` check:
+the estimator has none).
 """
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
