@@ -42,7 +42,7 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
             "--dataset",
             "findings",
             "--n-images",
-            "40",
+            "48",
             "--out",
             os.fspath(tmp_path),
         ]
