@@ -51,11 +51,14 @@ list), ``chexpert:ROOT`` (its train.csv, uncertain labels as 0) and
 
 For multi-label sets the folds are plain shuffled K-fold (scikit-learn has no
 multi-label stratification; with rare findings, check that each training fold
-has each finding, else the fit says which one it lacks), and the table has
+has each finding, else the fit says which one it lacks), grouped by patient
+for the chest X-ray sets (``GroupKFold``: a patient's images never sit on
+both sides), and the table has
 the macro ROC AUC (the mean of the findings' ROC AUCs, ChestX-ray14's
 metric), sample-F1 (F1 of each image's predicted set, averaged over the
-images; an image with no finding predicted with none scores 1), macro-F1 (over the findings, at the 0.5 threshold), subset accuracy
-(the whole set right), the mean binary log-loss, and a table of each
+images; an image with no finding predicted with none scores 1), macro-F1
+(over the findings, at the 0.5 threshold), subset accuracy (the whole set
+right), the mean binary log-loss, and a table of each
 finding's ROC AUC.
 """
 
@@ -79,7 +82,12 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from skdiffmic import DiffMICClassifier
 from skdiffmic.baselines import TimmClassifier
@@ -106,6 +114,9 @@ LABEL_METRICS = ("roc_auc", "samples_f1", "macro_f1", "subset_accuracy")
 LABEL_EXTRA = ("log_loss",)
 # Synthetic findings per image of --dataset findings.
 N_FINDINGS = 4
+# The patient of each image of the last chest X-ray set loaded (None for the
+# other sets): its folds keep a patient's images together.
+PATIENTS = {"ids": None}
 
 SETTINGS = {
     # About 3 minutes on a 2-core CPU.
@@ -173,6 +184,7 @@ SCRATCH = {
 def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     """``(X uint8 images, y, class names, description)`` for ``--dataset``."""
     kind, _, where = spec.partition(":")
+    PATIENTS["ids"] = None
     if kind == "findings":
         n = n_images or 600
         X, Y = make_lesions(
@@ -188,13 +200,15 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
         else:
             data = load_chexpert(where, split="train", uncertain="zeros")
         X, Y = np.asarray(data.data), np.asarray(data.target)
+        patients = np.asarray(data.patient)
         if n_images is not None and n_images < len(Y):
             # A random subset (no stratification for label sets), the same for
             # every run with this seed.
             keep = np.sort(
                 np.random.default_rng(seed).choice(len(Y), n_images, replace=False)
             )
-            X, Y = X[keep], Y[keep]
+            X, Y, patients = X[keep], Y[keep], patients[keep]
+        PATIENTS["ids"] = patients
         print(f"decoding {len(X)} images at {image_size} px ...", flush=True)
         X = read_images(X, size=image_size)
         return X, Y, np.asarray(data.target_names), f"{kind} {where}"
@@ -324,11 +338,15 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         f"{'positives per finding' if multilabel else 'classes'} "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    splitter = KFold if multilabel else StratifiedKFold
-    folds = splitter(n_splits=s["folds"], shuffle=True, random_state=args.seed)
+    groups = PATIENTS["ids"]
+    if groups is not None:  # chest X-rays: a patient's images in one fold
+        folds = GroupKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
+    else:
+        splitter = KFold if multilabel else StratifiedKFold
+        folds = splitter(n_splits=s["folds"], shuffle=True, random_state=args.seed)
     metrics = LABEL_METRICS if multilabel else METRICS
     rows, confusion = [], None if multilabel else 0
-    for k, (train, test) in enumerate(folds.split(X, y), start=1):
+    for k, (train, test) in enumerate(folds.split(X, y, groups), start=1):
         diffmic, cnn = make_models(
             s, random_state=args.seed + k, device=args.device, verbose=args.verbose
         )

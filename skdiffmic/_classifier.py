@@ -233,15 +233,15 @@ default="logit_residual"
         ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
         weights (missing labels weigh 1). Multi-label, the weights are those
         of each label's positive rows (binary cross-entropy's
-        ``pos_weight``; negative rows weigh 1), in the guidance model's loss
-        and the denoiser's alike: ``"balanced"`` gives label ``j``
-        ``n_negative_j / n_positive_j``, so that its positive and negative
-        rows weigh the same in total; a dict maps column indices (or a
-        DataFrame's column names) to weights.
+        ``pos_weight``; negative rows weigh 1), in both training losses:
+        ``"balanced"`` gives label ``j`` ``n_negative_j / n_positive_j``, so
+        that its positive and negative rows weigh the same in total; a dict
+        maps column indices (or a DataFrame's column names) to weights.
     validation_fraction : float or None, default=None
-        Fraction of the training data held out (stratified) to validate the
-        model after every diffusion epoch: macro-F1 and accuracy of the
-        denoised predictions go into ``history_``, and the weights of the
+        Fraction of the training data held out (stratified; multi-label: at
+        random) to validate the model after every diffusion epoch: macro-F1
+        and accuracy (multi-label: the labels' macro-F1 and subset accuracy)
+        of the denoised predictions go into ``history_``, and the weights of the
         epoch with the best validation macro-F1 are restored at the end.
         ``None`` validates nothing (0.1 when ``early_stopping``). The held-out
         rows are never trained on.
@@ -349,7 +349,8 @@ default="logit_residual"
         by a density fitted on the other rows, 5-fold): the typicality test
         of :meth:`predict_uncertainty`.
     temperature_ : float
-        Temperature of ``predict_proba``'s softmax, fitted on the validation
+        Temperature of ``predict_proba``'s softmax (multi-label: of each
+        label's sigmoid), fitted on the validation
         hold-out (``validation_fraction``) to minimise its log-loss; 1.0
         without validation data. Never fitted on data passed to ``predict``.
     best_epoch_ : int
@@ -826,12 +827,14 @@ default="logit_residual"
                 {
                     "params": params,
                     "classes": [str(c) for c in self.classes_],
-                    "labels": [str(c) for c in getattr(self, "label_names_", [])],
                     "warm_from": None if previous is None else previous["n_iter"],
                 },
                 sort_keys=True,
             ).encode()
         )
+        if self._is_multilabel():
+            # Fits of other label names (same indicator) keep their own files.
+            digest.update(json.dumps([str(n) for n in self.label_names_]).encode())
         digest.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
         return Checkpoint(self.checkpoint_dir, digest.hexdigest())
 
@@ -853,6 +856,17 @@ default="logit_residual"
             raise ValueError(
                 f"Cannot hold out a stratified validation_fraction={fraction}: {exc}"
             ) from None
+        if codes.ndim == 2:
+            positives = codes[train].sum(axis=0)
+            for j, count in enumerate(positives):
+                if count == 0 or count == len(train):
+                    which = "positive" if count == 0 else "negative"
+                    raise ValueError(
+                        f"The validation hold-out (validation_fraction={fraction}, "
+                        f"drawn at random) leaves label {self.label_names_[j]!r} "
+                        f"with no {which} training row; lower validation_fraction "
+                        "or add rows with and without it."
+                    )
         return np.sort(train), np.sort(held_out)
 
     def _validation(self, data, codes, seed, device):
@@ -967,7 +981,8 @@ default="logit_residual"
         )
 
     def predict_proba(self, X):
-        """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged.
+        """Class probabilities: ``softmax(y_0 / temperature_)``, chains averaged
+        (multi-label: each label's sigmoid).
 
         ``y_0`` is the denoised label vector of each of the ``n_samples``
         reverse chains (with ``prediction_type="logit_residual"``, a

@@ -325,10 +325,15 @@ def logit_residual_y0(prior, output, multilabel=False):
 
 def _corrected_logits(prior, output, multilabel=False):
     """``log p + output`` (multi-label: ``logit p + output``), with ``p`` kept
-    1e-12 away from 0 (and from 1) before the log."""
+    1e-12 away from 0 (and from 1) before the log.
+
+    Multi-label, the logit is taken in float64: a float32 sigmoid of a logit
+    above about 17 is exactly 1, and ``1 - 1e-12`` is 1 in float32, which
+    would make the logit infinite and the label impossible to correct.
+    """
     if multilabel:
-        p = prior.clamp(1e-12, 1 - 1e-12)
-        return p.log() - (-p).log1p() + output
+        p = prior.double().clamp(1e-12, 1 - 1e-12)
+        return (p.log() - (-p).log1p()).to(prior.dtype) + output
     return prior.clamp_min(1e-12).log() + output
 
 

@@ -58,7 +58,10 @@ def check_multilabel(Y, n_samples: int):
     names = None
     if hasattr(Y, "iloc"):
         names = np.array([str(c) for c in Y.columns], dtype=object)
-        values = Y.to_numpy()
+        try:  # nullable columns: pd.NA becomes NaN, refused below as missing
+            values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            values = Y.to_numpy()
     elif hasattr(Y, "toarray"):
         values = Y.toarray()
     else:
@@ -81,6 +84,17 @@ def check_multilabel(Y, n_samples: int):
     def label(j):
         return f"{names[j]!r} (column {j})" if names is not None else str(j)
 
+    if values.dtype == object:  # None is a missing value, as NaN is
+        values = np.where(
+            np.vectorize(lambda v: v is None, otypes=[bool])(values), np.nan, values
+        )
+    if values.dtype.kind in "USO" and not all(
+        isinstance(v, (bool, int, float, np.number, np.bool_)) for v in values.flat
+    ):
+        raise ValueError(
+            "Y must hold only 0 and 1 (a multi-label indicator matrix); it holds "
+            "strings or other objects. Convert it to numbers first."
+        )
     try:
         numbers = values.astype(np.float64)
     except (TypeError, ValueError):
@@ -135,6 +149,8 @@ def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
         keys.update({name: j for j, name in enumerate(label_names)})
     for key, value in class_weight.items():
         key = key.item() if hasattr(key, "item") else key
+        if key not in keys and str(key) in keys:  # a DataFrame's column name
+            key = str(key)
         if key not in keys:
             raise ValueError(
                 f"class_weight names the label {key!r}, which Y does not have; "
@@ -152,7 +168,9 @@ def label_sample_weight(Y: np.ndarray) -> np.ndarray:
     about as often as the rarest label's.
     """
     counts = Y.sum(axis=0).astype(np.float64)
-    inverse = np.where(Y == 1, 1.0 / counts, 0.0).max(axis=1)
+    # A label with no row here (a fold of prior_folds, say) weighs nothing.
+    frequency = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    inverse = np.where(Y == 1, frequency, 0.0).max(axis=1)
     none = Y.sum(axis=1) == 0
     if none.any():
         inverse[none] = 1.0 / none.sum()

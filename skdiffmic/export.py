@@ -117,9 +117,10 @@ def _prediction_module(clf):
                 multilabel=multilabel,
             )
             # chain_scores and chain_probabilities, as predict_proba applies them.
-            if multilabel:
-                p = y0.clamp(1e-7, 1 - 1e-7)
+            if multilabel:  # in float64, as chain_scores clips
+                p = y0.double().clamp(1e-7, 1 - 1e-7)
                 proba = ((p.log() - (-p).log1p()) / self.temperature).sigmoid()
+                proba = proba.float()
             else:
                 scores = torch.log(y0.clamp_min(1e-12)) if logit else y0
                 proba = (scores / self.temperature).softmax(-1)

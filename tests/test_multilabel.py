@@ -204,6 +204,54 @@ def test_other_bad_targets(data):
         tiny(class_weight={"Cough": 2.0}).fit(X, pd.DataFrame(Y, columns=NAMES))
 
 
+def test_a_hold_out_that_leaves_a_label_unseen_is_refused(data):
+    from sklearn.model_selection import ShuffleSplit
+
+    X, Y = data
+    Z = Y.copy()
+    Z[:, 2] = 0
+    Z[0, 2] = 1  # one positive row: a 25% hold-out takes it a quarter of the time
+    seed = next(
+        s
+        for s in range(100)
+        if 0 in next(ShuffleSplit(1, test_size=0.25, random_state=s).split(Z))[1]
+    )
+    clf = tiny(validation_fraction=0.25)
+    clf.label_names_ = np.array(NAMES, dtype=object)
+    with pytest.raises(ValueError, match="leaves label 'Nodule' with no positive"):
+        clf._validation_split(Z, seed)
+
+
+def test_nullable_and_object_columns():
+    from skdiffmic._targets import check_multilabel
+
+    frame = pd.DataFrame({"a": pd.array([1, 0, None], dtype="Int64"), "b": [0, 1, 1]})
+    with pytest.raises(ValueError, match="missing value.*'a' \\(column 0\\) of row 2"):
+        check_multilabel(frame, 3)
+    with pytest.raises(ValueError, match="strings or other objects"):
+        check_multilabel(np.array([["0", "1"], ["1", "0"]]), 2)
+    Y, names = check_multilabel(pd.DataFrame({"x": [True, False], "y": [0, 1]}), 2)
+    assert Y.tolist() == [[1, 0], [0, 1]] and list(names) == ["x", "y"]
+
+
+def test_a_saturated_prior_keeps_a_finite_correctable_logit():
+    # A float32 sigmoid of a logit above ~17 is exactly 1.
+    prior = torch.tensor([[1.0, 0.0, 0.5]], dtype=torch.float32)
+    out = torch.tensor([[-40.0, 40.0, 0.0]])
+    y0 = logit_residual_y0(prior, out, multilabel=True)
+    assert torch.isfinite(y0).all() and y0[0, 0] < 0.5 and y0[0, 1] > 0.5
+    loss = NoiseSchedule.create("linear", 10).training_loss(
+        out,
+        torch.tensor([[0.0, 1.0, 1.0]]),
+        prior,
+        torch.tensor([1]),
+        torch.zeros(1, 3),
+        "logit_residual",
+        multilabel=True,
+    )
+    assert torch.isfinite(loss).all()
+
+
 def test_positive_weights_and_balanced_sampling_weights():
     Y = np.array([[1, 0], [1, 1], [0, 0], [1, 0]])
     np.testing.assert_allclose(positive_weights(Y, "balanced", None), [1 / 3, 3])
