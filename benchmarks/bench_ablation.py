@@ -174,6 +174,22 @@ CONFIGS = {
         "class_weight": "balanced",
         "prior_folds": 2,
     },
+    # Priors perturbed in logit space for the denoiser's training.
+    "logit+shared+per_class+cut noise1": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "prior_noise": 1.0,
+    },
+    "logit+init+per_class noise1": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "prior_noise": 1.0,
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,

@@ -31,7 +31,8 @@ FORMAT_VERSION = 7
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
 # local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
-# models (multilabel_ and label_names_; older files are single-label).
+# models (multilabel_ and label_names_; older files are single-label) and
+# prior_noise.
 _READABLE = (1, 2, 3, 4, 5, 6, 7)
 _ATTRIBUTES = (
     "tabular_",
@@ -171,6 +172,7 @@ _ADDED_IN = {
     4: {"crop_saliency": "sum"},
     5: {"local_encoder": "full", "image_cache": None},
     6: {"prior_folds": None},
+    7: {"prior_noise": 0.0},
 }
 
 

@@ -78,6 +78,9 @@ class TrainConfig:
     # Train the denoiser on out-of-fold priors from this many copies of the
     # DCG model (see CrossFitGuidance); None: the DCG model's own priors.
     prior_folds: int | None = None
+    # Standard deviation of Gaussian noise on the DCG logits that become the
+    # denoiser's training priors (0: the priors as they are).
+    prior_noise: float = 0.0
     # Independent labels (an indicator y): sigmoid priors and binary
     # cross-entropy; class_weight then holds each label's pos_weight.
     multilabel: bool = False
@@ -458,6 +461,11 @@ def fit_diffmic(
             multilabel,
         )
     dual = config.guidance == "dual"
+    # The priors' noise draws from a generator of its own, so that the rest of
+    # the fit (batch order, augmentation, noise) draws what it would without.
+    prior_noise = None
+    if config.prior_noise > 0:
+        prior_noise = torch.Generator().manual_seed(generator.initial_seed() + 2)
     eye = torch.eye(n_classes, device=device)
     # The clean label vector y_0 of a batch: one-hot, or the indicator itself.
     label_vector = (lambda target: target) if multilabel else (lambda t: eye[t])
@@ -487,6 +495,8 @@ def fit_diffmic(
             part.load_state_dict(saved[name])
         ema.updates = int(saved["ema_updates"])
         generator.set_state(saved["generator"])
+        if prior_noise is not None:
+            prior_noise.set_state(saved["prior_noise_generator"])
         progress.update({k: saved[k] for k in progress})
     history = progress["history"]
     last_state = None
@@ -559,9 +569,15 @@ def fit_diffmic(
                     continue
 
                 b = len(pos)
-                priors = [
-                    label_probabilities(g.detach().float(), multilabel) for g in guide
-                ]
+                logits = [g.detach().float() for g in guide]
+                if prior_noise is not None:
+                    logits = [
+                        g
+                        + config.prior_noise
+                        * torch.randn(g.shape, generator=prior_noise).to(device)
+                        for g in logits
+                    ]
+                priors = [label_probabilities(g, multilabel) for g in logits]
                 y0 = label_vector(target)
                 t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
                 eps = torch.randn(b, n_classes, generator=generator).to(device)
@@ -625,6 +641,11 @@ def fit_diffmic(
                         **{name: part.state_dict() for name, part in parts.items()},
                         "ema_updates": ema.updates,
                         "generator": generator.get_state(),
+                        **(
+                            {"prior_noise_generator": prior_noise.get_state()}
+                            if prior_noise is not None
+                            else {}
+                        ),
                         **progress,
                     }
                 )

@@ -334,3 +334,22 @@ def test_prior_folds_fit_and_predict_with_the_dcg_model_alone(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ValueError, match="prior_folds"):
         tiny(prior_folds=1).fit(X, y)
+
+
+def test_prior_noise_changes_what_the_denoiser_learns_and_nothing_else(tmp_path):
+    X, y = _lesions(24)
+    plain = tiny(max_epochs=1).fit(X, y)
+    noisy = tiny(max_epochs=1, prior_noise=1.0).fit(X, y)
+    # The DCG model trains as without the noise (its draws come from a
+    # generator of their own): the same prior.
+    np.testing.assert_array_equal(
+        noisy.predict_prior_proba(X), plain.predict_prior_proba(X)
+    )
+    assert not np.allclose(noisy.predict_proba(X), plain.predict_proba(X))
+    path = tmp_path / "m.safetensors"
+    noisy.save(path)
+    loaded = type(noisy).load(path)
+    assert loaded.prior_noise == 1.0
+    np.testing.assert_array_equal(loaded.predict_proba(X), noisy.predict_proba(X))
+    with pytest.raises(ValueError, match="prior_noise"):
+        tiny(prior_noise=-1.0).fit(X, y)
