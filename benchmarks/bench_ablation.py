@@ -190,6 +190,21 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "prior_noise": 1.0,
     },
+    "logit+shared+per_class+cut noise0.3": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "prior_noise": 0.3,
+    },
+    "logit+init+per_class noise0.3": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "prior_noise": 0.3,
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,
