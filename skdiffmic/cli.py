@@ -33,6 +33,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -134,7 +135,10 @@ def predict(args) -> int:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if not paths:
         raise CommandError(f"none of the {len(bad)} image(s) could be read")
-    classes = model.classes_
+    multilabel = getattr(model, "multilabel_", False)
+    # The probability columns: one per class, or per label (by its name).
+    labels = model.label_names_ if multilabel else model.classes_
+    names = np.asarray([str(n) for n in labels], dtype=object)
     frames = []
     bar = tqdm(
         total=len(paths),
@@ -146,8 +150,11 @@ def predict(args) -> int:
         chunk = paths[start : start + CHUNK]
         proba = model.predict_proba(chunk)
         frame = pd.DataFrame({"path": chunk})
-        frame["prediction"] = classes[proba.argmax(1)]
-        for k, label in enumerate(classes):
+        if multilabel:  # the labels at 0.5, as predict gives them
+            frame["prediction"] = ["|".join(names[row >= 0.5]) for row in proba]
+        else:
+            frame["prediction"] = labels[proba.argmax(1)]
+        for k, label in enumerate(labels):
             frame[f"proba[{label}]"] = proba[:, k]
         if args.uncertainty:
             # predict_uncertainty runs chains of its own: near a tie its
@@ -199,6 +206,11 @@ def describe(path: str) -> dict:
             "file": "ONNX graph (skdiffmic.export)",
             "skdiffmic version": meta["skdiffmic_version"],
             "classes": meta["classes"],
+            **(
+                {"labels (multi-label)": meta["label_names"]}
+                if meta.get("multilabel")
+                else {}
+            ),
             "backbone": meta["backbone"],
             "image size": meta["image_size"],
             "prediction": meta["sampler"] | {"n_samples": meta["n_samples"]},
@@ -215,6 +227,11 @@ def describe(path: str) -> dict:
         "file": "saved DiffMICClassifier (safetensors)",
         "format version": document["version"],
         "classes": document["classes"],
+        **(
+            {"labels (multi-label)": document["label_names_"]}
+            if document["attributes"].get("multilabel_")
+            else {}
+        ),
         "backbone": params.get("backbone"),
         "image size": attributes.get("image_size_"),
         "input": "feature vectors" if attributes.get("tabular_") else "images",

@@ -276,6 +276,11 @@ class OnnxClassifier:
     ----------
     classes_ : ndarray
         The class labels, in the order of ``predict_proba``'s columns.
+    multilabel_ : bool
+        Whether the model predicts label sets (a multi-label fit).
+    label_names_ : ndarray
+        Multi-label only: the names of the labels, in the order of
+        ``predict_proba``'s columns.
     metadata_ : dict
         The file's metadata (see :mod:`skdiffmic.export`).
     """
@@ -307,6 +312,11 @@ class OnnxClassifier:
             )
         self.metadata_ = {k: json.loads(v) for k, v in props.items()}
         self.classes_ = np.asarray(self.metadata_["classes"])
+        # Files of single-label models, and those written before multi-label
+        # models, have no label names.
+        self.multilabel_ = bool(self.metadata_.get("multilabel", False))
+        if self.multilabel_:
+            self.label_names_ = np.asarray(self.metadata_["label_names"])
         self.batch_size = int(batch_size)
         self._rows = _RowSource(self.metadata_)
 
@@ -383,7 +393,7 @@ class OnnxClassifier:
             Values of ``classes_``, or the 0/1 indicator of the labels.
         """
         proba = self.predict_proba(X)
-        if self.metadata_.get("multilabel", False):
+        if self.multilabel_:
             return (proba >= 0.5).astype(np.int64)
         return self.classes_[proba.argmax(1)]
 

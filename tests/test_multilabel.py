@@ -318,3 +318,30 @@ def test_onnx_export_of_a_multilabel_model(tmp_path, data, fitted):
         onnx.predict_proba(X), fitted.predict_proba(X), atol=1e-4
     )
     np.testing.assert_array_equal(onnx.predict(X), fitted.predict(X))
+
+
+def test_command_line_predicts_label_sets(tmp_path, data, fitted, capsys):
+    from PIL import Image
+
+    from skdiffmic.cli import main
+
+    X, _ = data
+    for i in range(4):
+        Image.fromarray(X[i]).save(tmp_path / f"{i}.png")
+    model = tmp_path / "multi.safetensors"
+    fitted.save(model)
+    out = tmp_path / "pred.csv"
+    assert (
+        main(["predict", str(model), str(tmp_path), "--out", str(out), "--quiet"]) == 0
+    )
+    table = pd.read_csv(out, keep_default_na=False).sort_values("path")
+    assert [f"proba[{n}]" for n in NAMES] == list(table.columns[2:])
+    expected = fitted.predict(np.stack([X[i] for i in range(4)]))
+    assert list(table["prediction"]) == [
+        "|".join(np.array(NAMES)[row == 1]) for row in expected
+    ]
+    assert main(["info", str(model)]) == 0
+    assert (
+        'labels (multi-label): ["Effusion", "Mass", "Nodule"]'
+        in capsys.readouterr().out
+    )
