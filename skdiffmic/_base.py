@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import column_or_1d
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -30,7 +31,7 @@ from ._inputs import (
     as_paths,
     check_dense,
 )
-from ._targets import check_multilabel, is_multilabel
+from ._targets import check_multilabel, is_multilabel, positive_weights
 from ._training import autocast, iter_batches
 
 __all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
@@ -228,6 +229,15 @@ class ImageInputMixin:
             return classes, y, names if names is not None else classes.copy()
         encoder = LabelEncoder().fit(y)
         return encoder.classes_, encoder.transform(y), None
+
+    def _class_weights(self, y, codes):
+        """The ``class_weight`` parameter's weights, in the order of
+        ``classes_`` (multi-label: each label's ``pos_weight``), or None."""
+        if self.class_weight is None:
+            return None
+        if self.multilabel_:
+            return positive_weights(codes, self.class_weight, self.label_names_)
+        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
 
     def _set_targets(self, classes, label_names):
         """Set ``classes_``, ``multilabel_`` and (multi-label) ``label_names_``."""

@@ -16,7 +16,6 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, resolve_pretrained
@@ -33,7 +32,7 @@ from ._networks import build_networks, typicality_statistics
 from ._persist import load_estimator, save_estimator
 from ._profiling import timed
 from ._sampling import Sampler, chain_probabilities, chain_scores, fit_temperature
-from ._targets import label_probabilities, positive_weights
+from ._targets import label_probabilities
 from ._training import Checkpoint, TrainConfig, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, label_chain_statistics
 
@@ -574,15 +573,6 @@ default="logit_residual"
         self.verbose = verbose
 
     # ---------------------------------------------------------------- inputs --
-    def _class_weights(self, y, codes):
-        """Per-class weights in the order of ``classes_`` (multi-label: each
-        label's ``pos_weight``), or None."""
-        if self.class_weight is None:
-            return None
-        if self.multilabel_:
-            return positive_weights(codes, self.class_weight, self.label_names_)
-        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
-
     def _resolve_sizes(self, size):
         crop_size = self.crop_size or max(4, round(size * 32 / 224))
         if crop_size > size:

@@ -172,9 +172,13 @@ def _epoch_size(n, batch_size):
     return n - 1 if n > 1 and n % batch_size == 1 else n
 
 
-def balanced_sample_weight(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+def balanced_sample_weight(y: torch.Tensor, n_classes: int = 0) -> torch.Tensor:
     """Per-row drawing weights, inversely proportional to the row's class size
-    (``balanced_sampling``: every class drawn about equally often)."""
+    (``balanced_sampling``: every class drawn about equally often); for an
+    indicator ``y`` (multi-label), :func:`skdiffmic._targets.label_sample_weight`."""
+    if y.dim() == 2:
+        weights = label_sample_weight(y.cpu().numpy())
+        return torch.as_tensor(weights, dtype=torch.float64)
     counts = torch.bincount(y, minlength=n_classes).double()
     return (1.0 / counts.clamp_min(1))[y]
 
@@ -431,13 +435,9 @@ def fit_diffmic(
     if config.class_weight is not None:
         class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
         class_weight = class_weight.to(device)
-    sample_weight = None
-    if config.balanced_sampling:
-        sample_weight = (
-            torch.as_tensor(label_sample_weight(y), dtype=torch.float64)
-            if multilabel
-            else balanced_sample_weight(y_all, n_classes)
-        )
+    sample_weight = (
+        balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
+    )
     guidance_opt = guidance_optimizer(dcg, config.guidance_learning_rate)
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)

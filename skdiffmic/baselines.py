@@ -18,7 +18,6 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -26,7 +25,7 @@ from ._backbones import _create, check_backbone, resolve_pretrained
 from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
 from ._losses import classification_loss
 from ._profiling import timed
-from ._targets import label_probabilities, label_sample_weight, positive_weights
+from ._targets import label_probabilities
 from ._training import (
     TrainConfig,
     _epoch_order,
@@ -91,13 +90,7 @@ def _fit_cross_entropy(
     weight = None
     if class_weight is not None:
         weight = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
-    sample_weight = None
-    if balanced_sampling:
-        sample_weight = (
-            torch.as_tensor(label_sample_weight(y), dtype=torch.float64)
-            if multilabel
-            else balanced_sample_weight(y_all, int(y_all.max()) + 1)
-        )
+    sample_weight = balanced_sample_weight(y_all) if balanced_sampling else None
     steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
     total_steps = max(1, steps_per_epoch * max_epochs)
     optimizer = torch.optim.Adam(
@@ -403,15 +396,6 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.n_iter_ = self.max_epochs
         self.history_ = history
         return self
-
-    def _class_weights(self, y, codes):
-        """Per-class weights in the order of ``classes_`` (multi-label: each
-        label's ``pos_weight``), or None."""
-        if self.class_weight is None:
-            return None
-        if self.multilabel_:
-            return positive_weights(codes, self.class_weight, self.label_names_)
-        return compute_class_weight(self.class_weight, classes=self.classes_, y=y)
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the network's logits.

@@ -345,3 +345,26 @@ def test_command_line_predicts_label_sets(tmp_path, data, fitted, capsys):
         'labels (multi-label): ["Effusion", "Mass", "Nodule"]'
         in capsys.readouterr().out
     )
+
+
+def test_imbalance_options_train_multilabel_models(data):
+    """Every imbalance option takes its multi-label meaning and trains."""
+    import skdiffmic._training as training
+
+    X, Y = data
+    drawn = []
+    real = training._epoch_order
+
+    def spy(n, batch_size, generator, sample_weight=None):
+        drawn.append(sample_weight)
+        return real(n, batch_size, generator, sample_weight)
+
+    options = dict(class_weight="balanced", balanced_sampling=True)
+    clf = tiny(max_epochs=1, focal_weight=2.0, prior_folds=2, **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "_epoch_order", spy)
+        clf.fit(X, Y)
+    np.testing.assert_allclose(drawn[-1].numpy(), label_sample_weight(Y))
+    assert clf.predict_proba(X[:4]).shape == (4, 3)
+    cnn = TimmClassifier("test_resnet", max_epochs=1, batch_size=8, **options)
+    assert cnn.fit(X, Y).predict(X[:4]).shape == (4, 3)
