@@ -205,6 +205,14 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "prior_noise": 0.3,
     },
+    # Priors of a DCG snapshot taken when the diffusion stage starts.
+    "logit+init+per_class snapshot": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "prior_snapshot": True,
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,

@@ -32,7 +32,7 @@ FORMAT_VERSION = 7
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
 # local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
 # models (multilabel_ and label_names_; older files are single-label) and
-# prior_noise.
+# prior_noise and prior_snapshot.
 _READABLE = (1, 2, 3, 4, 5, 6, 7)
 _ATTRIBUTES = (
     "tabular_",
@@ -172,7 +172,7 @@ _ADDED_IN = {
     4: {"crop_saliency": "sum"},
     5: {"local_encoder": "full", "image_cache": None},
     6: {"prior_folds": None},
-    7: {"prior_noise": 0.0},
+    7: {"prior_noise": 0.0, "prior_snapshot": False},
 }
 
 

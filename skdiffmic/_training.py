@@ -81,6 +81,9 @@ class TrainConfig:
     # Standard deviation of Gaussian noise on the DCG logits that become the
     # denoiser's training priors (0: the priors as they are).
     prior_noise: float = 0.0
+    # Train the denoiser on the priors of a frozen copy of the DCG model taken
+    # when the diffusion stage starts, while the DCG model trains on.
+    prior_snapshot: bool = False
     # Independent labels (an indicator y): sigmoid priors and binary
     # cross-entropy; class_weight then holds each label's pos_weight.
     multilabel: bool = False
@@ -460,6 +463,12 @@ def fit_diffmic(
             generator,
             multilabel,
         )
+    # The snapshot is set when the diffusion stage starts; made here so that
+    # checkpoints hold it.
+    snapshot = copy.deepcopy(dcg).eval() if config.prior_snapshot else None
+    if snapshot is not None:
+        for p in snapshot.parameters():
+            p.requires_grad_(False)
     dual = config.guidance == "dual"
     # The priors' noise draws from a generator of its own, so that the rest of
     # the fit (batch order, augmentation, noise) draws what it would without.
@@ -488,6 +497,7 @@ def fit_diffmic(
         "optimizer": optimizer,
         "scheduler": scheduler,
         **(cross_fit.parts() if cross_fit is not None else {}),
+        **({"snapshot_dcg": snapshot} if snapshot is not None else {}),
     }
     saved = config.checkpoint.load() if config.checkpoint is not None else None
     if saved is not None:
@@ -525,6 +535,8 @@ def fit_diffmic(
             if epoch >= n_guidance:
                 sums.update(diffusion_loss=0.0, mse=0.0, mmd=0.0)
             n_batches = 0
+            if epoch == n_guidance and snapshot is not None:
+                snapshot.load_state_dict(dcg.state_dict())
             if epoch == n_guidance and config.denoiser_init == "guidance":
                 init_from_guidance(ema.module, dcg)
                 if init_from_guidance(denoiser, dcg) == 0:
@@ -567,6 +579,11 @@ def fit_diffmic(
                     )
                 if epoch < n_guidance:
                     continue
+                if snapshot is not None:
+                    # The snapshot's logits, in evaluation mode as at
+                    # prediction, replace the DCG model's for the denoiser.
+                    with torch.no_grad(), autocast(device), timed("snapshot dcg"):
+                        guide = snapshot(x)
 
                 b = len(pos)
                 logits = [g.detach().float() for g in guide]

@@ -353,3 +353,23 @@ def test_prior_noise_changes_what_the_denoiser_learns_and_nothing_else(tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(X), noisy.predict_proba(X))
     with pytest.raises(ValueError, match="prior_noise"):
         tiny(prior_noise=-1.0).fit(X, y)
+
+
+def test_prior_snapshot_trains_the_denoiser_on_an_early_dcg(tmp_path):
+    X, y = _lesions(24)
+    plain = tiny(max_epochs=2).fit(X, y)
+    snap = tiny(max_epochs=2, prior_snapshot=True, checkpoint_dir=tmp_path / "c")
+    snap.fit(X, y)
+    # The DCG model trains as without the snapshot: the same prior.
+    np.testing.assert_array_equal(
+        snap.predict_prior_proba(X), plain.predict_prior_proba(X)
+    )
+    assert not np.allclose(snap.predict_proba(X), plain.predict_proba(X))
+    # The snapshot is in the checkpoint: a second fit resumes to the same model.
+    again = tiny(max_epochs=2, prior_snapshot=True, checkpoint_dir=tmp_path / "c")
+    np.testing.assert_array_equal(
+        again.fit(X, y).predict_proba(X), snap.predict_proba(X)
+    )
+    path = tmp_path / "m.safetensors"
+    snap.save(path)
+    assert type(snap).load(path).prior_snapshot is True
