@@ -114,9 +114,6 @@ LABEL_METRICS = ("roc_auc", "samples_f1", "macro_f1", "subset_accuracy")
 LABEL_EXTRA = ("log_loss",)
 # Synthetic findings per image of --dataset findings.
 N_FINDINGS = 4
-# The patient of each image of the last chest X-ray set loaded (None for the
-# other sets): its folds keep a patient's images together.
-PATIENTS = {"ids": None}
 
 SETTINGS = {
     # About 3 minutes on a 2-core CPU.
@@ -183,15 +180,20 @@ SCRATCH = {
 
 def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     """``(X uint8 images, y, class names, description)`` for ``--dataset``."""
+    return load_dataset_and_groups(spec, n_images, image_size, seed)[:4]
+
+
+def load_dataset_and_groups(spec, n_images, image_size, seed):
+    """:func:`load_dataset`, and the patient of each image for the chest X-ray
+    sets (their folds keep a patient's images together; None for the others)."""
     kind, _, where = spec.partition(":")
-    PATIENTS["ids"] = None
     if kind == "findings":
         n = n_images or 600
         X, Y = make_lesions(
             n, image_size=image_size, n_labels=N_FINDINGS, random_state=seed
         )
         names = np.array([f"finding {j}" for j in range(N_FINDINGS)])
-        return X, Y, names, f"make_lesions, {N_FINDINGS} findings (synthetic)"
+        return X, Y, names, f"make_lesions, {N_FINDINGS} findings (synthetic)", None
     if kind in ("chestxray14", "chexpert"):
         if not where:
             raise SystemExit(f"--dataset {kind} needs a path: {kind}:ROOT")
@@ -208,14 +210,13 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
                 np.random.default_rng(seed).choice(len(Y), n_images, replace=False)
             )
             X, Y, patients = X[keep], Y[keep], patients[keep]
-        PATIENTS["ids"] = patients
         print(f"decoding {len(X)} images at {image_size} px ...", flush=True)
         X = read_images(X, size=image_size)
-        return X, Y, np.asarray(data.target_names), f"{kind} {where}"
+        return X, Y, np.asarray(data.target_names), f"{kind} {where}", patients
     if kind == "lesions":
         n = n_images or 600
         X, y = make_lesions(n, image_size=image_size, random_state=seed)
-        return X, y, np.array(["0", "1"]), "make_lesions (synthetic)"
+        return X, y, np.array(["0", "1"]), "make_lesions (synthetic)", None
     if kind == "medmnist":
         data = load_medmnist(where, split="train")
         X, y = data.data, data.target
@@ -245,7 +246,8 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     if X.dtype == object:  # file paths: decode once, at the network size
         print(f"decoding {len(X)} images at {image_size} px ...", flush=True)
         X = read_images(X, size=image_size)
-    return X, np.asarray(y), np.asarray(data.target_names), f"{kind} {where}".strip()
+    names = np.asarray(data.target_names)
+    return X, np.asarray(y), names, f"{kind} {where}".strip(), None
 
 
 def scores(y_true, proba, classes):
@@ -328,7 +330,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             s[key] = getattr(args, key)
     if args.epochs is not None:
         s["guidance_epochs"], s["max_epochs"] = args.epochs
-    X, y, names, description = load_dataset(
+    X, y, names, description, groups = load_dataset_and_groups(
         args.dataset, s["n_images"], s["image_size"], args.seed
     )
     multilabel = y.ndim == 2
@@ -338,7 +340,6 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         f"{'positives per finding' if multilabel else 'classes'} "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    groups = PATIENTS["ids"]
     if groups is not None:  # chest X-rays: a patient's images in one fold
         folds = GroupKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
     else:

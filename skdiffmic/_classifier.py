@@ -32,7 +32,7 @@ from ._networks import build_networks, typicality_statistics
 from ._persist import load_estimator, save_estimator
 from ._profiling import timed
 from ._sampling import Sampler, chain_probabilities, chain_scores, fit_temperature
-from ._targets import label_probabilities
+from ._targets import label_probabilities, one_sided_label
 from ._training import Checkpoint, TrainConfig, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, label_chain_statistics
 
@@ -874,17 +874,15 @@ default="logit_residual"
             raise ValueError(
                 f"Cannot hold out a stratified validation_fraction={fraction}: {exc}"
             ) from None
-        if codes.ndim == 2:
-            positives = codes[train].sum(axis=0)
-            for j, count in enumerate(positives):
-                if count == 0 or count == len(train):
-                    which = "positive" if count == 0 else "negative"
-                    raise ValueError(
-                        f"The validation hold-out (validation_fraction={fraction}, "
-                        f"drawn at random) leaves label {self.label_names_[j]!r} "
-                        f"with no {which} training row; lower validation_fraction "
-                        "or add rows with and without it."
-                    )
+        lacking = one_sided_label(codes[train]) if codes.ndim == 2 else None
+        if lacking is not None:
+            j, which = lacking
+            raise ValueError(
+                f"The validation hold-out (validation_fraction={fraction}, "
+                f"drawn at random) leaves label {self.label_names_[j]!r} "
+                f"with no {which} training row; lower validation_fraction "
+                "or add rows with and without it."
+            )
         return np.sort(train), np.sort(held_out)
 
     def _validation(self, data, codes, seed, device):

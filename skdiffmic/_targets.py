@@ -17,6 +17,7 @@ __all__ = [
     "is_multilabel",
     "label_probabilities",
     "label_sample_weight",
+    "one_sided_label",
     "positive_weights",
 ]
 
@@ -116,16 +117,24 @@ def check_multilabel(Y, n_samples: int):
             "Y must hold only 0 and 1 (a multi-label indicator matrix); label "
             f"{label(j)} has the value {float(numbers[row, j]):g} in row {row}."
         )
-    positives = numbers.sum(axis=0)
-    for j, count in enumerate(positives):
-        if count == 0 or count == n_samples:
-            which = "positive" if count == 0 else "negative"
-            raise ValueError(
-                f"Label {label(j)} has no {which} row: a label needs both to be "
-                "learnt. Drop the column, or add rows that "
-                f"{'show' if count == 0 else 'lack'} it."
-            )
+    lacking = one_sided_label(numbers)
+    if lacking is not None:
+        j, which = lacking
+        raise ValueError(
+            f"Label {label(j)} has no {which} row: a label needs both to be "
+            "learnt. Drop the column, or add rows that "
+            f"{'show' if which == 'positive' else 'lack'} it."
+        )
     return numbers.astype(np.int64), names
+
+
+def one_sided_label(Y: np.ndarray):
+    """``(j, "positive" | "negative")`` for the first label of the indicator
+    ``Y`` that no row (every row) has, or None when each label has both."""
+    for j, count in enumerate(Y.sum(axis=0)):
+        if count == 0 or count == len(Y):
+            return j, "positive" if count == 0 else "negative"
+    return None
 
 
 def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
