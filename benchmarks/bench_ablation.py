@@ -213,6 +213,22 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "prior_snapshot": True,
     },
+    # The DCG model's learning rate decayed on a cosine, as the CNN's.
+    "logit+init+per_class cosine": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "guidance_schedule": "cosine",
+    },
+    "logit+init+per_class cosine oof2": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "guidance",
+        "crop_saliency": "per_class",
+        "guidance_schedule": "cosine",
+        "prior_folds": 2,
+    },
     # The denoiser's width (every other configuration uses 512).
     "logit+init+per_class h1024": {
         **PAPER,

@@ -240,6 +240,12 @@ default="logit_residual"
         5% of steps then cosine decay (paper: 1e-3).
     guidance_learning_rate : float, default=2e-4
         Adam (amsgrad) learning rate of the DCG model (paper: 2e-4).
+    guidance_schedule : {"constant", "cosine"}, default="constant"
+        How the DCG model's learning rate moves over the fit. ``"constant"``
+        (the paper's) keeps ``guidance_learning_rate`` throughout;
+        ``"cosine"`` warms it up over the first 5% of steps and decays it on
+        a cosine to zero at the last step of the diffusion stage, as the
+        denoiser's rate and :class:`~skdiffmic.baselines.TimmClassifier`'s.
     ema_decay : float, default=0.9999
         Decay of the exponential moving average of the denoiser weights used
         for prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))``
@@ -474,6 +480,7 @@ default="logit_residual"
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "guidance_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "guidance_schedule": [StrOptions({"constant", "cosine"})],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
@@ -524,6 +531,7 @@ default="logit_residual"
         batch_size=32,
         learning_rate=1e-3,
         guidance_learning_rate=2e-4,
+        guidance_schedule="constant",
         ema_decay=0.9999,
         class_weight=None,
         validation_fraction=None,
@@ -570,6 +578,7 @@ default="logit_residual"
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.guidance_learning_rate = guidance_learning_rate
+        self.guidance_schedule = guidance_schedule
         self.ema_decay = ema_decay
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
@@ -693,6 +702,7 @@ default="logit_residual"
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             guidance_learning_rate=self.guidance_learning_rate,
+            guidance_schedule=self.guidance_schedule,
             mmd_weight=self.mmd_weight,
             prediction_type=self.prediction_type,
             focal_weight=self.focal_weight,

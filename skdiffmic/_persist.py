@@ -27,13 +27,13 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
 # local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
 # models (multilabel_ and label_names_; older files are single-label) and
-# prior_noise and prior_snapshot.
-_READABLE = (1, 2, 3, 4, 5, 6, 7)
+# prior_noise and prior_snapshot, version 8 guidance_schedule.
+_READABLE = (1, 2, 3, 4, 5, 6, 7, 8)
 _ATTRIBUTES = (
     "tabular_",
     "multilabel_",
@@ -173,6 +173,7 @@ _ADDED_IN = {
     5: {"local_encoder": "full", "image_cache": None},
     6: {"prior_folds": None},
     7: {"prior_noise": 0.0, "prior_snapshot": False},
+    8: {"guidance_schedule": "constant"},
 }
 
 

@@ -84,6 +84,10 @@ class TrainConfig:
     # Train the denoiser on the priors of a frozen copy of the DCG model taken
     # when the diffusion stage starts, while the DCG model trains on.
     prior_snapshot: bool = False
+    # The DCG model's learning rate over the whole fit: "constant" (the
+    # paper's) or "cosine" (the denoiser's warm-up and cosine decay, spread
+    # over the guidance and diffusion epochs together).
+    guidance_schedule: str = "constant"
     # Independent labels (an indicator y): sigmoid priors and binary
     # cross-entropy; class_weight then holds each label's pos_weight.
     multilabel: bool = False
@@ -246,13 +250,29 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def guidance_optimizer(dcg: nn.Module, learning_rate: float):
-    """The DCG model's optimiser: Adam with amsgrad (the paper's), one
-    multi-tensor update (``foreach``) on every device. Its cross-fitting
-    copies get the same."""
-    return torch.optim.Adam(
+def guidance_optimizer(
+    dcg: nn.Module, learning_rate: float, schedule: str, total_steps: int
+):
+    """The DCG model's optimiser and its learning-rate scheduler.
+
+    Adam with amsgrad (the paper's), one multi-tensor update (``foreach``) on
+    every device. The scheduler keeps the rate constant (``"constant"``, the
+    paper's) or warms it up and decays it on a cosine over ``total_steps``
+    (``"cosine"``, as the denoiser's and the CNN baseline's). Its
+    cross-fitting copies get the same.
+    """
+    optimizer = torch.optim.Adam(
         dcg.parameters(), lr=learning_rate, amsgrad=True, foreach=True
     )
+    if schedule == "cosine":
+        factor = _lr_lambda(total_steps, TrainConfig.warmup_fraction)
+    else:
+        factor = _constant_lr
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _constant_lr(step: int) -> float:
+    return 1.0
 
 
 def stratified_folds(y: torch.Tensor, k: int, generator) -> torch.Tensor:
@@ -281,14 +301,30 @@ class CrossFitGuidance:
     are dropped after the fit; prediction uses the DCG model itself.
     """
 
-    def __init__(self, dcg, y, k, learning_rate, generator, multilabel=False):
+    def __init__(
+        self,
+        dcg,
+        y,
+        k,
+        learning_rate,
+        generator,
+        multilabel=False,
+        schedule="constant",
+        total_steps=1,
+    ):
         # The folds draw from a generator of their own, so that the rest of
         # the fit (batch order, augmentation, noise) draws what it would
         # without cross-fitting.
         folds = torch.Generator().manual_seed(generator.initial_seed() + 1)
         self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
-        self.optimizers = [guidance_optimizer(m, learning_rate) for m in self.models]
+        pairs = [
+            guidance_optimizer(m, learning_rate, schedule, total_steps)
+            for m in self.models
+        ]
+        self.optimizers = [opt for opt, _ in pairs]
+        self.schedulers = [sched for _, sched in pairs]
+        self.scheduled = schedule != "constant"
         self.multilabel = multilabel
 
     def parts(self) -> dict:
@@ -297,6 +333,8 @@ class CrossFitGuidance:
         for j, (model, opt) in enumerate(zip(self.models, self.optimizers)):
             parts[f"fold_dcg{j}"] = model
             parts[f"fold_guidance_opt{j}"] = opt
+            if self.scheduled:
+                parts[f"fold_guidance_scheduler{j}"] = self.schedulers[j]
         return parts
 
     def step(self, x, target, pos, class_weight, device, priors: bool):
@@ -320,6 +358,7 @@ class CrossFitGuidance:
                 with timed("cross-fit dcg"):
                     ce.backward()
                     opt.step()
+                self.schedulers[j].step()
             held = ~inside
             if priors and bool(held.any()):
                 model.eval()
@@ -441,9 +480,12 @@ def fit_diffmic(
     sample_weight = (
         balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
     )
-    guidance_opt = guidance_optimizer(dcg, config.guidance_learning_rate)
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
+    guidance_steps = steps_per_epoch * (config.guidance_epochs + config.max_epochs)
+    guidance_opt, guidance_scheduler = guidance_optimizer(
+        dcg, config.guidance_learning_rate, config.guidance_schedule, guidance_steps
+    )
     # foreach: one multi-tensor update instead of a Python loop over the
     # tensors (PyTorch's default on CUDA only).
     optimizer = torch.optim.Adam(
@@ -462,6 +504,8 @@ def fit_diffmic(
             config.guidance_learning_rate,
             generator,
             multilabel,
+            config.guidance_schedule,
+            guidance_steps,
         )
     # The snapshot is set when the diffusion stage starts; made here so that
     # checkpoints hold it.
@@ -494,6 +538,13 @@ def fit_diffmic(
         "denoiser": denoiser,
         "ema": ema.module,
         "guidance_opt": guidance_opt,
+        # A constant rate's scheduler holds nothing to resume (and checkpoints
+        # written before the option keep loading).
+        **(
+            {"guidance_scheduler": guidance_scheduler}
+            if config.guidance_schedule != "constant"
+            else {}
+        ),
         "optimizer": optimizer,
         "scheduler": scheduler,
         **(cross_fit.parts() if cross_fit is not None else {}),
@@ -566,6 +617,7 @@ def fit_diffmic(
                     ce.backward()
                 with timed("optimiser"):
                     guidance_opt.step()
+                    guidance_scheduler.step()
                 n_batches += 1
                 sums["guidance_loss"] += ce.item()
                 if cross_fit is not None:

@@ -100,11 +100,12 @@ def _weights(clf):
     }
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_a_crashed_fit_resumes_from_its_checkpoint_to_the_same_weights(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, schedule
 ):
     X, y = _lesions(24)  # 3 steps per epoch
-    settings = dict(max_epochs=3, guidance_epochs=1)
+    settings = dict(max_epochs=3, guidance_epochs=1, guidance_schedule=schedule)
     uninterrupted = tiny(**settings, checkpoint_dir=tmp_path / "a").fit(X, y)
 
     real = training.antithetic_timesteps
@@ -373,3 +374,36 @@ def test_prior_snapshot_trains_the_denoiser_on_an_early_dcg(tmp_path):
     path = tmp_path / "m.safetensors"
     snap.save(path)
     assert type(snap).load(path).prior_snapshot is True
+
+
+def test_guidance_schedule_cosine_decays_the_dcg_rate_to_zero(tmp_path):
+    X, y = _lesions(24)  # 3 steps per epoch, 1 + 2 epochs
+    rates = {}
+    fits = {}
+    for schedule in ("constant", "cosine"):
+        clf = tiny(
+            max_epochs=2,
+            guidance_epochs=1,
+            guidance_learning_rate=1e-3,
+            guidance_schedule=schedule,
+            checkpoint_dir=tmp_path / schedule,
+        ).fit(X, y)
+        (path,) = (tmp_path / schedule).glob("checkpoint-*.pt")
+        saved = torch.load(path, weights_only=False)
+        rates[schedule] = saved["guidance_opt"]["param_groups"][0]["lr"]
+        fits[schedule] = clf
+    assert rates["constant"] == pytest.approx(1e-3)
+    # Cosine: zero after the last of the 9 steps of both stages.
+    assert rates["cosine"] == pytest.approx(0.0, abs=1e-12)
+    assert not np.allclose(
+        fits["cosine"].predict_prior_proba(X), fits["constant"].predict_prior_proba(X)
+    )
+    path = tmp_path / "m.safetensors"
+    fits["cosine"].save(path)
+    loaded = type(fits["cosine"]).load(path)
+    assert loaded.guidance_schedule == "cosine"
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X), fits["cosine"].predict_proba(X)
+    )
+    with pytest.raises(ValueError, match="guidance_schedule"):
+        tiny(guidance_schedule="linear").fit(X, y)
