@@ -221,6 +221,14 @@ CONFIGS = {
         "crop_saliency": "per_class",
         "guidance_schedule": "cosine",
     },
+    "logit+shared+per_class+cut cosine": {
+        **PAPER,
+        "prediction_type": "logit_residual",
+        "denoiser_init": "shared",
+        "crop_saliency": "per_class",
+        "local_encoder": "cut",
+        "guidance_schedule": "cosine",
+    },
     "logit+init+per_class cosine oof2": {
         **PAPER,
         "prediction_type": "logit_residual",
