@@ -55,6 +55,8 @@ SETTINGS = {
         batch_size=32,
         denoiser_init="shared",
         local_encoder="cut",
+        guidance_learning_rate=1e-3,
+        guidance_schedule="cosine",
     ),
     "full": dict(
         n_images=1200,
@@ -203,6 +205,11 @@ def main(argv=None) -> None:
                 "hidden_dim": s["hidden_dim"],
                 "denoiser_init": s["denoiser_init"],
                 "local_encoder": s["local_encoder"],
+                **{
+                    k: s[k]
+                    for k in ("guidance_learning_rate", "guidance_schedule")
+                    if k in s
+                },
                 **overrides,
             },
         ),

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "label_sets",
     "check_multilabel",
     "is_multilabel",
     "label_probabilities",
@@ -26,6 +27,14 @@ def label_probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     """Probabilities of logits ``(B, K)``: a softmax over the classes, or
     (multi-label) one sigmoid per label."""
     return logits.sigmoid() if multilabel else logits.softmax(-1)
+
+
+def label_sets(names, present) -> list[str]:
+    """Each row's labels, the ``names`` of its True columns of ``present``
+    (an ``(n, n_labels)`` boolean array) joined by ``|``: how predictions of a
+    multi-label model are written in tables ("" for a row with none)."""
+    names = np.asarray([str(n) for n in names], dtype=object)
+    return ["|".join(names[row]) for row in np.asarray(present, dtype=bool)]
 
 
 def is_multilabel(y) -> bool:

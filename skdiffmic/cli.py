@@ -33,11 +33,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._targets import label_sets
 from .datasets._loaders import IMAGE_EXTENSIONS
 
 __all__ = ["main"]
@@ -138,7 +138,6 @@ def predict(args) -> int:
     multilabel = getattr(model, "multilabel_", False)
     # The probability columns: one per class, or per label (by its name).
     labels = model.label_names_ if multilabel else model.classes_
-    names = np.asarray([str(n) for n in labels], dtype=object)
     frames = []
     bar = tqdm(
         total=len(paths),
@@ -151,7 +150,7 @@ def predict(args) -> int:
         proba = model.predict_proba(chunk)
         frame = pd.DataFrame({"path": chunk})
         if multilabel:  # the labels at 0.5, as predict gives them
-            frame["prediction"] = ["|".join(names[row >= 0.5]) for row in proba]
+            frame["prediction"] = label_sets(labels, proba >= 0.5)
         else:
             frame["prediction"] = labels[proba.argmax(1)]
         for k, label in enumerate(labels):

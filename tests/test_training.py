@@ -376,6 +376,15 @@ def test_prior_snapshot_trains_the_denoiser_on_an_early_dcg(tmp_path):
     assert type(snap).load(path).prior_snapshot is True
 
 
+def test_prior_snapshot_and_prior_folds_are_refused_together(tmp_path):
+    X, y = _lesions(24)
+    clf = tiny(prior_snapshot=True, prior_folds=2, checkpoint_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="prior_folds and prior_snapshot"):
+        clf.fit(X, y)
+    assert not (tmp_path / "c").exists()
+    assert not hasattr(clf, "classes_")
+
+
 def test_guidance_schedule_cosine_decays_the_dcg_rate_to_zero(tmp_path):
     X, y = _lesions(24)  # 3 steps per epoch, 1 + 2 epochs
     rates = {}
