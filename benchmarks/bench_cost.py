@@ -75,6 +75,8 @@ SETTINGS = {
         batch_size=8,
         denoiser_init="shared",
         local_encoder="cut",
+        guidance_learning_rate=1e-3,
+        guidance_schedule="cosine",
     ),
 }
 

@@ -187,7 +187,11 @@ SCRATCH = {
         guidance_schedule="constant",
     ),
     "full": dict(backbone="resnet18"),
-    "quick": dict(backbone="test_resnet"),
+    "quick": dict(
+        backbone="test_resnet",
+        guidance_learning_rate=2e-4,
+        guidance_schedule="constant",
+    ),
 }
 
 

@@ -247,6 +247,8 @@ default="logit_residual"
         ``"cosine"`` warms it up over the first 5% of steps and decays it on
         a cosine to zero at the last step of the diffusion stage, as the
         denoiser's rate and :class:`~skdiffmic.baselines.TimmClassifier`'s.
+        A warm start runs the schedule again over its ``max_epochs``, from
+        ``guidance_learning_rate``, as it does the denoiser's.
     ema_decay : float, default=0.9999
         Decay of the exponential moving average of the denoiser weights used
         for prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))``

@@ -250,25 +250,21 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def guidance_optimizer(
-    dcg: nn.Module, learning_rate: float, schedule: str, total_steps: int
-):
+def guidance_optimizer(dcg: nn.Module, learning_rate: float, factor=None):
     """The DCG model's optimiser and its learning-rate scheduler.
 
     Adam with amsgrad (the paper's), one multi-tensor update (``foreach``) on
-    every device. The scheduler keeps the rate constant (``"constant"``, the
-    paper's) or warms it up and decays it on a cosine over ``total_steps``
-    (``"cosine"``, as the denoiser's and the CNN baseline's). Its
-    cross-fitting copies get the same.
+    every device. The scheduler multiplies ``learning_rate`` by
+    ``factor(step)``: 1 throughout by default (``guidance_schedule=
+    "constant"``, the paper's), or the warm-up and cosine decay of
+    :func:`_lr_lambda` (``"cosine"``, as the denoiser's and the CNN
+    baseline's). Its cross-fitting copies get the same.
     """
     optimizer = torch.optim.Adam(
         dcg.parameters(), lr=learning_rate, amsgrad=True, foreach=True
     )
-    if schedule == "cosine":
-        factor = _lr_lambda(total_steps, TrainConfig.warmup_fraction)
-    else:
-        factor = _constant_lr
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor or _constant_lr)
+    return optimizer, scheduler
 
 
 def _constant_lr(step: int) -> float:
@@ -309,8 +305,8 @@ class CrossFitGuidance:
         learning_rate,
         generator,
         multilabel=False,
-        schedule="constant",
-        total_steps=1,
+        factor=None,
+        scheduled=False,
     ):
         # The folds draw from a generator of their own, so that the rest of
         # the fit (batch order, augmentation, noise) draws what it would
@@ -318,13 +314,10 @@ class CrossFitGuidance:
         folds = torch.Generator().manual_seed(generator.initial_seed() + 1)
         self.fold = stratified_folds(y, k, folds)
         self.models = [copy.deepcopy(dcg) for _ in range(k)]
-        pairs = [
-            guidance_optimizer(m, learning_rate, schedule, total_steps)
-            for m in self.models
-        ]
+        pairs = [guidance_optimizer(m, learning_rate, factor) for m in self.models]
         self.optimizers = [opt for opt, _ in pairs]
         self.schedulers = [sched for _, sched in pairs]
-        self.scheduled = schedule != "constant"
+        self.scheduled = scheduled
         self.multilabel = multilabel
 
     def parts(self) -> dict:
@@ -358,6 +351,11 @@ class CrossFitGuidance:
                 with timed("cross-fit dcg"):
                     ce.backward()
                     opt.step()
+            # Every copy's rate follows the DCG model's steps, whether or not
+            # the copy trained on this batch (PyTorch warns when a scheduler
+            # steps before its optimiser has).
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler")
                 self.schedulers[j].step()
             held = ~inside
             if priors and bool(held.any()):
@@ -482,9 +480,15 @@ def fit_diffmic(
     )
     steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
     total_steps = max(1, steps_per_epoch * config.max_epochs)
-    guidance_steps = steps_per_epoch * (config.guidance_epochs + config.max_epochs)
+    # The DCG model's rate: constant, or a cosine over the DCG steps of both
+    # stages (one per batch).
+    scheduled = config.guidance_schedule == "cosine"
+    guidance_factor = None
+    if scheduled:
+        guidance_steps = steps_per_epoch * (config.guidance_epochs + config.max_epochs)
+        guidance_factor = _lr_lambda(guidance_steps, config.warmup_fraction)
     guidance_opt, guidance_scheduler = guidance_optimizer(
-        dcg, config.guidance_learning_rate, config.guidance_schedule, guidance_steps
+        dcg, config.guidance_learning_rate, guidance_factor
     )
     # foreach: one multi-tensor update instead of a Python loop over the
     # tensors (PyTorch's default on CUDA only).
@@ -504,8 +508,8 @@ def fit_diffmic(
             config.guidance_learning_rate,
             generator,
             multilabel,
-            config.guidance_schedule,
-            guidance_steps,
+            guidance_factor,
+            scheduled,
         )
     # The snapshot is set when the diffusion stage starts; made here so that
     # checkpoints hold it.
@@ -538,13 +542,8 @@ def fit_diffmic(
         "denoiser": denoiser,
         "ema": ema.module,
         "guidance_opt": guidance_opt,
-        # A constant rate's scheduler holds nothing to resume (and checkpoints
-        # written before the option keep loading).
-        **(
-            {"guidance_scheduler": guidance_scheduler}
-            if config.guidance_schedule != "constant"
-            else {}
-        ),
+        # A constant rate's scheduler holds nothing worth resuming.
+        **({"guidance_scheduler": guidance_scheduler} if scheduled else {}),
         "optimizer": optimizer,
         "scheduler": scheduler,
         **(cross_fit.parts() if cross_fit is not None else {}),

@@ -385,25 +385,41 @@ def test_prior_snapshot_and_prior_folds_are_refused_together(tmp_path):
     assert not hasattr(clf, "classes_")
 
 
-def test_guidance_schedule_cosine_decays_the_dcg_rate_to_zero(tmp_path):
+def test_guidance_schedule_cosine_decays_the_dcg_rate_to_zero(tmp_path, monkeypatch):
     X, y = _lesions(24)  # 3 steps per epoch, 1 + 2 epochs
-    rates = {}
+    settings = dict(max_epochs=2, guidance_epochs=1, guidance_learning_rate=1e-3)
+
+    def dcg_rate(directory):
+        (path,) = directory.glob("checkpoint-*.pt")
+        return torch.load(path, weights_only=False)["guidance_opt"]["param_groups"][0][
+            "lr"
+        ]
+
+    # Stopped in the first diffusion batch: the checkpoint of the guidance
+    # epoch holds the rate after 3 of the 9 steps of both stages.
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(training, "antithetic_timesteps", crash)
+    with pytest.raises(RuntimeError):
+        tiny(**settings, guidance_schedule="cosine", checkpoint_dir=tmp_path / "s").fit(
+            X, y
+        )
+    monkeypatch.undo()
+    # Warm-up of 1 step, then 0.5 (1 + cos(pi (3 - 1) / (9 - 1))).
+    assert dcg_rate(tmp_path / "s") == pytest.approx(
+        1e-3 * 0.5 * (1 + np.cos(np.pi / 4))
+    )
+
     fits = {}
     for schedule in ("constant", "cosine"):
-        clf = tiny(
-            max_epochs=2,
-            guidance_epochs=1,
-            guidance_learning_rate=1e-3,
-            guidance_schedule=schedule,
-            checkpoint_dir=tmp_path / schedule,
+        directory = tmp_path / schedule
+        fits[schedule] = tiny(
+            **settings, guidance_schedule=schedule, checkpoint_dir=directory
         ).fit(X, y)
-        (path,) = (tmp_path / schedule).glob("checkpoint-*.pt")
-        saved = torch.load(path, weights_only=False)
-        rates[schedule] = saved["guidance_opt"]["param_groups"][0]["lr"]
-        fits[schedule] = clf
-    assert rates["constant"] == pytest.approx(1e-3)
-    # Cosine: zero after the last of the 9 steps of both stages.
-    assert rates["cosine"] == pytest.approx(0.0, abs=1e-12)
+        # Cosine: zero after the last of the 9 steps; constant: unchanged.
+        expected = 1e-3 if schedule == "constant" else 0.0
+        assert dcg_rate(directory) == pytest.approx(expected, abs=1e-12)
     assert not np.allclose(
         fits["cosine"].predict_prior_proba(X), fits["constant"].predict_prior_proba(X)
     )
