@@ -201,10 +201,11 @@ default="logit_residual"
         on training rows are nearly always right. Prediction uses the DCG
         model alone and costs the same; each batch of the fit pays
         ``prior_folds - 1`` more DCG training passes and one DCG forward
-        pass (1.6 to 2.7 times the fit time with 2 folds). On the validation
+        pass (1.6 to 3.1 times the fit time with 2 folds). On the validation
         splits of the benchmarks page, at a CPU budget of 2 + 6 epochs, 2
         folds did not help on average (from -2.9 to +2.9 points of macro-F1
-        against in-sample priors); it is there to try where the DCG model
+        against in-sample priors with the constant DCG rate, -0.9 on average
+        with the cosine one); it is there to try where the DCG model
         overfits its training rows (long schedules, small sets). A
         ``warm_start`` trains on in-sample priors (its DCG model has seen
         every row).
