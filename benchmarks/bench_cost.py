@@ -66,6 +66,8 @@ SETTINGS = {
         batch_size=32,
         denoiser_init="guidance",
         local_encoder="full",
+        guidance_learning_rate=2e-4,
+        guidance_schedule="constant",
     ),
     "quick": dict(
         n_images=48,
@@ -207,11 +209,8 @@ def main(argv=None) -> None:
                 "hidden_dim": s["hidden_dim"],
                 "denoiser_init": s["denoiser_init"],
                 "local_encoder": s["local_encoder"],
-                **{
-                    k: s[k]
-                    for k in ("guidance_learning_rate", "guidance_schedule")
-                    if k in s
-                },
+                "guidance_learning_rate": s["guidance_learning_rate"],
+                "guidance_schedule": s["guidance_schedule"],
                 **overrides,
             },
         ),

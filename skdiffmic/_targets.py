@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 __all__ = [
-    "label_sets",
     "check_multilabel",
     "is_multilabel",
     "label_probabilities",
     "label_sample_weight",
+    "label_sets",
     "one_sided_label",
     "positive_weights",
 ]

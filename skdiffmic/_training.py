@@ -306,7 +306,6 @@ class CrossFitGuidance:
         generator,
         multilabel=False,
         factor=None,
-        scheduled=False,
     ):
         # The folds draw from a generator of their own, so that the rest of
         # the fit (batch order, augmentation, noise) draws what it would
@@ -317,7 +316,8 @@ class CrossFitGuidance:
         pairs = [guidance_optimizer(m, learning_rate, factor) for m in self.models]
         self.optimizers = [opt for opt, _ in pairs]
         self.schedulers = [sched for _, sched in pairs]
-        self.scheduled = scheduled
+        # A constant rate's schedulers hold nothing worth resuming.
+        self.scheduled = factor is not None
         self.multilabel = multilabel
 
     def parts(self) -> dict:
@@ -509,7 +509,6 @@ def fit_diffmic(
             generator,
             multilabel,
             guidance_factor,
-            scheduled,
         )
     # The snapshot is set when the diffusion stage starts; made here so that
     # checkpoints hold it.
