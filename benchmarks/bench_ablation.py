@@ -26,6 +26,10 @@ configurations) about an hour and a half.
     python benchmarks/bench_ablation.py --datasets lesions --configs cnn paper sample
     python benchmarks/bench_ablation.py --datasets br35h --pretrained \
         --backbone tf_efficientnet_lite0 --epochs 2 6 --cnn-lr 2e-4 1e-3
+    python benchmarks/bench_ablation.py --datasets br35h --pretrained \
+        --backbone tf_efficientnet_lite0 --epochs 2 6 --configs \
+        "logit+shared+per_class+cut cosine" --guidance-lr 1e-3 \
+        --set learning_rate=3e-3
 
 The defaults of :class:`~skdiffmic.DiffMICClassifier` are chosen from this
 table (validation data), never from the cross-validated folds the main job
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +60,9 @@ from skdiffmic import DiffMICClassifier
 from skdiffmic._sampling import chain_scores, chain_softmax
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, make_lesions, read_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from benchmark import parse_settings  # noqa: E402  (the main job's)
 
 # Per data set: images, size, backbone and budget (the main job's for Br35H).
 DATASETS = {
@@ -373,6 +381,7 @@ def run(
     predictions=tuple(PREDICTIONS),
     dermamnist=None,
     cnn_class_weight=None,
+    diffmic_set=None,
 ):
     rows = []
     out.mkdir(parents=True, exist_ok=True)
@@ -432,6 +441,9 @@ def run(
             if lr is not None:
                 params["guidance_learning_rate"] = lr
                 config = f"{config} glr={lr:g}"
+            if diffmic_set:
+                params.update(diffmic_set)
+                config += " " + " ".join(f"{k}={v}" for k, v in diffmic_set.items())
             g, d = params.pop("epochs_split", budget)
             params.setdefault("hidden_dim", 512)
             clf = DiffMICClassifier(guidance_epochs=g, max_epochs=d, **params, **common)
@@ -535,6 +547,13 @@ def main(argv=None) -> None:
         choices=["balanced"],
         help="the CNN's class_weight (default: none)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        metavar="PARAM=VALUE",
+        help="DiffMIC parameters set on top of every configuration "
+        "(the configuration's label says which)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("ablation_results"))
     args = parser.parse_args(argv)
@@ -552,6 +571,7 @@ def main(argv=None) -> None:
         predictions=args.predictions,
         dermamnist=args.dermamnist,
         cnn_class_weight=args.cnn_class_weight,
+        diffmic_set=parse_settings(args.set),
     )
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
     print(markdown(table))

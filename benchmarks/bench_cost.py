@@ -22,17 +22,18 @@ Timings on a 2-core CPU are only meaningful on an otherwise idle machine.
 
     python benchmarks/bench_cost.py                       # the main job's settings
     python benchmarks/bench_cost.py --paths               # decode files every epoch
-    python benchmarks/bench_cost.py --set hidden_dim=6144 denoiser_encoder=own
+    python benchmarks/bench_cost.py --set hidden_dim=6144 denoiser_init=guidance
     python benchmarks/bench_cost.py --full --n-images 1200 --epochs 5 20
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,9 @@ from skdiffmic import DiffMICClassifier
 from skdiffmic._profiling import record_stages, timed
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, read_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from benchmark import parse_settings  # noqa: E402  (the main job's)
 
 # DiffMIC's settings are the main job's (examples/benchmark.py).
 SETTINGS = {
@@ -81,13 +85,6 @@ SETTINGS = {
         guidance_schedule="cosine",
     ),
 }
-
-
-def parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def load(n_images: int, image_size: int, paths: bool, seed: int = 0):
@@ -197,8 +194,7 @@ def main(argv=None) -> None:
         device=args.device,
         random_state=1,
     )
-    overrides = dict(item.split("=", 1) for item in args.set)
-    overrides = {k: parse_value(v) for k, v in overrides.items()}
+    overrides = parse_settings(args.set)
     g, d = s["epochs"]
     models = {
         "DiffMIC": DiffMICClassifier(

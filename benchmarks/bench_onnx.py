@@ -23,7 +23,6 @@ caller without its seed rule can feed). ::
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import platform
 import statistics
@@ -39,7 +38,12 @@ from sklearn.model_selection import StratifiedKFold
 from skdiffmic.export import OnnxClassifier, to_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import SETTINGS, load_dataset, make_models  # noqa: E402
+from benchmark import (  # noqa: E402
+    SETTINGS,
+    load_dataset,
+    make_models,
+    parse_settings,
+)
 
 
 def timings(fn, repeats: int) -> list[float]:
@@ -67,9 +71,7 @@ def main(argv=None) -> None:
         StratifiedKFold(s["folds"], shuffle=True, random_state=0).split(X, y)
     )
     clf, _ = make_models(s, random_state=1)
-    for pair in args.set:
-        key, _, text = pair.partition("=")
-        clf.set_params(**{key: ast.literal_eval(text)})
+    clf.set_params(**parse_settings(args.set))
     print(f"fitting on {len(train)} images ...", flush=True)
     clf.fit(X[train], y[train])
     X_test = X[test]

@@ -70,7 +70,6 @@ torchio``. ::
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import time
@@ -90,6 +89,7 @@ from benchmark import (  # noqa: E402  (the main job's)
     SETTINGS,
     load_dataset,
     make_models,
+    parse_settings,
     scores,
 )
 
@@ -264,17 +264,6 @@ def splits(dataset, path, split, n_train, n_images, folds, seed):
         X, y = X[keep], y[keep]
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(X[a], y[a], X[b], y[b]) for a, b in cv.split(X, y)]
-
-
-def parse_settings(pairs) -> dict:
-    out = {}
-    for pair in pairs or ():
-        key, _, text = pair.partition("=")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
-    return out
 
 
 def fit_models(X, y, s, seed, diffmic_set, cnn_set, verbose):

@@ -65,6 +65,7 @@ finding's ROC AUC.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import platform
 import time
@@ -331,6 +332,20 @@ def make_models(s, **common):
     )
     cnn = TimmClassifier(max_epochs=s["guidance_epochs"] + s["max_epochs"], **common)
     return diffmic, cnn
+
+
+def parse_settings(pairs) -> dict:
+    """Estimator parameters from ``PARAM=VALUE`` strings (the benchmarks'
+    ``--set``): a Python literal where the value is one (``1e-3``, ``True``,
+    ``(2, 6)``), else the string itself (``cosine``)."""
+    out = {}
+    for pair in pairs or ():
+        key, _, text = pair.partition("=")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
 
 
 def timed(fn, *args):

@@ -61,6 +61,23 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
+def test_benchmark_settings_parse_literals_and_keep_words():
+    # The benchmarks' --set PARAM=VALUE: Python literals where they parse,
+    # the text otherwise; "=" inside a value stays in it.
+    parse = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")[
+        "parse_settings"
+    ]
+    assert parse(
+        ["learning_rate=3e-3", "guidance_schedule=cosine", "epochs=(2, 6)", "a=b=c"]
+    ) == {
+        "learning_rate": 0.003,
+        "guidance_schedule": "cosine",
+        "epochs": (2, 6),
+        "a": "b=c",
+    }
+    assert parse(None) == {}
+
+
 def _import(path, name):
     import importlib.util
 
