@@ -337,10 +337,13 @@ def make_models(s, **common):
 def parse_settings(pairs) -> dict:
     """Estimator parameters from ``PARAM=VALUE`` strings (the benchmarks'
     ``--set``): a Python literal where the value is one (``1e-3``, ``True``,
-    ``(2, 6)``), else the string itself (``cosine``)."""
+    ``(2, 6)``), else the string itself (``cosine``). A pair without ``=``
+    is refused."""
     out = {}
     for pair in pairs or ():
-        key, _, text = pair.partition("=")
+        key, sep, text = pair.partition("=")
+        if not (key and sep):
+            raise ValueError(f"--set takes PARAM=VALUE pairs, got {pair!r}")
         try:
             out[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

@@ -76,6 +76,9 @@ def test_benchmark_settings_parse_literals_and_keep_words():
         "a": "b=c",
     }
     assert parse(None) == {}
+    for bad in ("learning_rate", "=3e-3"):
+        with pytest.raises(ValueError, match="PARAM=VALUE"):
+            parse([bad])
 
 
 def _import(path, name):
