@@ -270,13 +270,18 @@ CONFIGS = {
 # settings with several chains are scored with three ways of combining them:
 # the mean of the chains' probabilities (what predict_proba does), the softmax
 # of the chains' mean y_0, and CARD's majority vote.
+ONE_CHAIN = dict(sampler="ddim", eta=0.0, n_samples=1, clip_sample=False)
 PREDICTIONS = {
-    "ddim10": dict(sampler="ddim", eta=0.0, n_samples=1, clip_sample=False),
-    "ddim10+clip": dict(sampler="ddim", eta=0.0, n_samples=1, clip_sample=True),
-    "ddpm": dict(sampler="ddpm", eta=0.0, n_samples=1, clip_sample=False),
-    "ddim10 x16 eta=0": dict(sampler="ddim", eta=0.0, n_samples=16, clip_sample=False),
-    "ddim10 x16 eta=1": dict(sampler="ddim", eta=1.0, n_samples=16, clip_sample=False),
-    "ddim10 x64 eta=1": dict(sampler="ddim", eta=1.0, n_samples=64, clip_sample=False),
+    "ddim10": dict(ONE_CHAIN, n_inference_steps=10),
+    "ddim10+clip": dict(ONE_CHAIN, n_inference_steps=10, clip_sample=True),
+    "ddpm": dict(ONE_CHAIN, sampler="ddpm"),
+    "ddim10 x16 eta=0": dict(ONE_CHAIN, n_inference_steps=10, n_samples=16),
+    "ddim10 x16 eta=1": dict(ONE_CHAIN, n_inference_steps=10, n_samples=16, eta=1.0),
+    "ddim10 x64 eta=1": dict(ONE_CHAIN, n_inference_steps=10, n_samples=64, eta=1.0),
+    # How many DDIM steps the chain needs (one chain, deterministic).
+    "ddim1": dict(ONE_CHAIN, n_inference_steps=1),
+    "ddim2": dict(ONE_CHAIN, n_inference_steps=2),
+    "ddim50": dict(ONE_CHAIN, n_inference_steps=50),
 }
 
 
