@@ -81,6 +81,13 @@ def test_benchmark_settings_parse_literals_and_keep_words():
             parse([bad])
 
 
+def test_ablation_refuses_dermamnist_without_its_file_before_fitting(capsys):
+    bench = _import(EXAMPLES.parent / "benchmarks" / "bench_ablation.py", "bench_ab")
+    with pytest.raises(SystemExit):
+        bench.main(["--datasets", "br35h", "dermamnist", "--configs", "cnn"])
+    assert "needs --dermamnist" in capsys.readouterr().err
+
+
 def _import(path, name):
     import importlib.util
 
