@@ -41,50 +41,15 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from skdiffmic import DiffMICClassifier
 from skdiffmic._profiling import record_stages, timed
-from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, read_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import parse_settings  # noqa: E402  (the main job's)
+from benchmark import SETTINGS, make_models, parse_settings  # noqa: E402
 
-# DiffMIC's settings are the main job's (examples/benchmark.py).
-SETTINGS = {
-    "default": dict(
-        n_images=600,
-        image_size=64,
-        epochs=(2, 6),
-        hidden_dim=512,
-        batch_size=32,
-        denoiser_init="shared",
-        local_encoder="cut",
-        guidance_learning_rate=1e-3,
-        guidance_schedule="cosine",
-    ),
-    "full": dict(
-        n_images=1200,
-        image_size=224,
-        epochs=(15, 100),
-        hidden_dim=6144,
-        batch_size=32,
-        denoiser_init="guidance",
-        local_encoder="full",
-        guidance_learning_rate=2e-4,
-        guidance_schedule="constant",
-    ),
-    "quick": dict(
-        n_images=48,
-        image_size=16,
-        epochs=(1, 1),
-        hidden_dim=32,
-        batch_size=8,
-        denoiser_init="shared",
-        local_encoder="cut",
-        guidance_learning_rate=1e-3,
-        guidance_schedule="cosine",
-    ),
-}
+# The main job's settings (examples/benchmark.py), on one fold: --full on
+# 1,200 images instead of all of them, --quick on 48.
+N_IMAGES = {"default": 600, "full": 1200, "quick": 48}
 
 
 def load(n_images: int, image_size: int, paths: bool, seed: int = 0):
@@ -181,38 +146,21 @@ def main(argv=None) -> None:
     parser.add_argument("--no-cnn", action="store_true", help="skip the CNN")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    s = dict(SETTINGS["full" if args.full else "quick" if args.quick else "default"])
-    for key in ("n_images", "image_size", "epochs"):
-        if getattr(args, key) is not None:
-            s[key] = getattr(args, key)
-    backbone = "test_resnet" if args.quick else "tf_efficientnet_lite0"
-    common = dict(
-        backbone=backbone,
-        pretrained=not args.quick,
-        image_size=s["image_size"],
-        batch_size=s["batch_size"],
-        device=args.device,
-        random_state=1,
-    )
+    mode = "full" if args.full else "quick" if args.quick else "default"
+    s = dict(SETTINGS[mode], n_images=N_IMAGES[mode])
+    if args.n_images is not None:
+        s["n_images"] = args.n_images
+    if args.image_size is not None:
+        s["image_size"] = args.image_size
+    if args.epochs is not None:
+        s["guidance_epochs"], s["max_epochs"] = args.epochs
+    diffmic, cnn = make_models(s, device=args.device, random_state=1)
     overrides = parse_settings(args.set)
-    g, d = s["epochs"]
-    models = {
-        "DiffMIC": DiffMICClassifier(
-            guidance_epochs=g,
-            max_epochs=d,
-            **{
-                **common,
-                "hidden_dim": s["hidden_dim"],
-                "denoiser_init": s["denoiser_init"],
-                "local_encoder": s["local_encoder"],
-                "guidance_learning_rate": s["guidance_learning_rate"],
-                "guidance_schedule": s["guidance_schedule"],
-                **overrides,
-            },
-        ),
-    }
+    diffmic.set_params(**overrides)
+    models = {"DiffMIC": diffmic}
     if not args.no_cnn:
-        models["CNN"] = TimmClassifier(max_epochs=g + d, **common)
+        models["CNN"] = cnn
+    g, d, backbone = s["guidance_epochs"], s["max_epochs"], s["backbone"]
     X_tr, X_te, y_tr, y_te = load(s["n_images"], s["image_size"], args.paths)
     device = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(
