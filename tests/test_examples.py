@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import runpy
 
 import numpy as np
@@ -160,6 +161,51 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     adjusted = bench.logit_adjusted(proba, np.array([0.5, 0.25, 0.25]))
     np.testing.assert_allclose(adjusted.sum(1), 1)
     np.testing.assert_allclose(adjusted[0], [0.7, 0.4, 0.2] / np.float64(1.3))
+
+
+def test_seed_benchmark_pairs_each_fit_with_its_prior_and_averages_seeds(
+    tmp_path, capsys
+):
+    bench = _import(EXAMPLES.parent / "benchmarks" / "bench_seeds.py", "bench_seeds")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "derma.npz"
+    np.savez(
+        data,
+        train_images=rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
+        train_labels=(np.arange(60) % 3)[:, None],
+        val_images=rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8),
+        val_labels=(np.arange(30) % 3)[:, None],
+    )
+    metrics = ["macro_f1", "roc_auc", "log_loss"]
+
+    def run(seeds, out):
+        bench.main(
+            ["--data", os.fspath(data), "--quick", "--n-train", "48", "--out"]
+            + [os.fspath(out), "--seeds", *seeds]
+        )
+        return pd.read_csv(out / "seeds.csv", dtype={"seed": str})
+
+    # The same seed twice: the same fit twice, and an ensemble equal to it.
+    same = run(["3", "3"], tmp_path / "same")
+    for model in ("DiffMIC", "DCG prior", "CNN (CE)"):
+        rows = same[same.model == model].set_index("seed")[metrics]
+        assert len(rows) == 3  # two seeds and the ensemble
+        np.testing.assert_allclose(rows.to_numpy(), rows.iloc[[0, 0, 0]].to_numpy())
+    out = capsys.readouterr().out
+    assert "| DCG prior | ensemble of 2 |" in out
+    # The paired differences of two identical fits do not spread.
+    assert re.search(r"\| mean ± sd \| [+-]\d+\.\d ± 0\.0 \|", out)
+    # Two seeds: averaging the probabilities never loses log-loss (it is
+    # convex), and the ensemble is charged both fits.
+    both = run(["0", "1"], tmp_path / "both")
+    for model in ("DiffMIC", "DCG prior", "CNN (CE)"):
+        mine = both[both.model == model]
+        single, ensemble = mine[mine.seed != "ensemble"], mine[mine.seed == "ensemble"]
+        assert ensemble.log_loss.item() <= single.log_loss.mean() + 1e-12
+        assert ensemble.fit_s.item() == pytest.approx(single.fit_s.sum())
+    # The prior is DiffMIC's own: charged the same fit.
+    by = both[both.seed == "0"].set_index("model")
+    assert by.loc["DiffMIC", "fit_s"] == by.loc["DCG prior", "fit_s"]
 
 
 def test_onnx_benchmark_quick_mode_prints_its_table(capsys):
