@@ -466,25 +466,32 @@ def summary(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def add_data_arguments(parser) -> None:
+    """The options that name the data set, its file and training size, and
+    the models' overrides (``--set`` for DiffMIC, ``--cnn-set`` for the CNN);
+    shared with ``bench_seeds.py``."""
+    parser.add_argument(
+        "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
+    )
+    parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
+    parser.add_argument("--n-train", type=int, default=1400)
+    parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
+    parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
-    )
-    parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
+    add_data_arguments(parser)
     parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
-    parser.add_argument("--n-train", type=int, default=1400)
     parser.add_argument(
         "--n-images", type=int, help="CV images (default 2100 DermaMNIST, 600 Br35H)"
     )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--severities", type=int, nargs="+", default=[3])
     parser.add_argument("--corruptions", nargs="+", help="a subset, by name")
-    parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
-    parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
     parser.add_argument(
         "--chains",
         nargs="+",

@@ -43,7 +43,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from bench_robustness import METRICS, prepare, splits  # noqa: E402
+from bench_robustness import (  # noqa: E402
+    METRICS,
+    add_data_arguments,
+    prepare,
+    splits,
+)
 from benchmark import SETTINGS, make_models, parse_settings, scores  # noqa: E402
 
 MODELS = ("DiffMIC", "DCG prior", "CNN (CE)")
@@ -150,14 +155,8 @@ def main(argv=None) -> None:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
-    )
-    parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
-    parser.add_argument("--n-train", type=int, default=1400)
+    add_data_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
-    parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("seeds_results"))

@@ -89,6 +89,19 @@ def test_ablation_refuses_dermamnist_without_its_file_before_fitting(capsys):
     assert "needs --dermamnist" in capsys.readouterr().err
 
 
+def _fake_dermamnist(path, rng):
+    """A MedMNIST-style npz of random 28 px images in three classes: 60
+    train and 30 val images."""
+    np.savez(
+        path,
+        train_images=rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
+        train_labels=(np.arange(60) % 3)[:, None],
+        val_images=rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8),
+        val_labels=(np.arange(30) % 3)[:, None],
+    )
+    return path
+
+
 def _import(path, name):
     import importlib.util
 
@@ -116,14 +129,7 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
         EXAMPLES.parent / "benchmarks" / "bench_robustness.py", "bench_robustness"
     )
     rng = np.random.default_rng(0)
-    data = tmp_path / "derma.npz"
-    np.savez(
-        data,
-        train_images=rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
-        train_labels=(np.arange(60) % 3)[:, None],
-        val_images=rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8),
-        val_labels=(np.arange(30) % 3)[:, None],
-    )
+    data = _fake_dermamnist(tmp_path / "derma.npz", rng)
     darken = _Darken()
     monkeypatch.setattr(bench, "corruptions", lambda dataset: {"darken": darken})
     bench.main(
@@ -168,14 +174,7 @@ def test_seed_benchmark_pairs_each_fit_with_its_prior_and_averages_seeds(
 ):
     bench = _import(EXAMPLES.parent / "benchmarks" / "bench_seeds.py", "bench_seeds")
     rng = np.random.default_rng(0)
-    data = tmp_path / "derma.npz"
-    np.savez(
-        data,
-        train_images=rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
-        train_labels=(np.arange(60) % 3)[:, None],
-        val_images=rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8),
-        val_labels=(np.arange(30) % 3)[:, None],
-    )
+    data = _fake_dermamnist(tmp_path / "derma.npz", rng)
     metrics = ["macro_f1", "roc_auc", "log_loss"]
 
     def run(seeds, out):
