@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -160,6 +161,18 @@ def test_clone_gridsearch_cross_val_and_pipeline(images):
 
     pipe = make_pipeline(FunctionTransformer(lambda a: a / 255.0), base).fit(X, y)
     assert set(pipe.predict(X)) <= set(y)
+
+
+def test_soft_voting_averages_the_fits_of_several_seeds(images):
+    # A seed ensemble (the user guide's "Averaging fits"): scikit-learn's
+    # soft vote over DiffMIC fits that differ only in their random_state.
+    X, y = images
+    members = [(f"seed{s}", tiny(max_epochs=1, random_state=s)) for s in (0, 1)]
+    vote = VotingClassifier(members, voting="soft").fit(X, y)
+    fitted = [member.predict_proba(X) for member in vote.estimators_]
+    assert not np.allclose(fitted[0], fitted[1])  # two different fits
+    np.testing.assert_allclose(vote.predict_proba(X), np.mean(fitted, axis=0))
+    assert set(vote.predict(X)) <= set(y)
 
 
 def test_invalid_parameters_are_named():
