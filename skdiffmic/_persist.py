@@ -27,13 +27,14 @@ from ._uncertainty import FeatureDensity
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 # Version 1 files (no feature statistics) still load; predict_uncertainty then
 # asks for a refit. Version 4 added the crop_saliency parameter, version 5
 # local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
 # models (multilabel_ and label_names_; older files are single-label) and
-# prior_noise and prior_snapshot, version 8 guidance_schedule.
-_READABLE = (1, 2, 3, 4, 5, 6, 7, 8)
+# prior_noise and prior_snapshot, version 8 guidance_schedule, version 9
+# center_correction and correction_offset_ (older models predict without it).
+_READABLE = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 _ATTRIBUTES = (
     "tabular_",
     "multilabel_",
@@ -48,7 +49,7 @@ _ATTRIBUTES = (
     "temperature_",
     "history_",
 )
-_ARRAYS = ("feature_mean_", "feature_scale_")
+_ARRAYS = ("feature_mean_", "feature_scale_", "correction_offset_")
 _MODULES = ("guidance_model_", "denoiser_")
 _DENSITY = "feature_density_"
 
@@ -174,6 +175,7 @@ _ADDED_IN = {
     6: {"prior_folds": None},
     7: {"prior_noise": 0.0, "prior_snapshot": False},
     8: {"guidance_schedule": "constant"},
+    9: {"center_correction": False},
 }
 
 

@@ -14,6 +14,7 @@ held-out rows (:func:`fit_temperature`); multi-label, through each label's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,11 +27,13 @@ from ._targets import label_probabilities
 from ._training import autocast
 
 __all__ = [
+    "Denoised",
     "Sampler",
     "chain_probabilities",
     "chain_scores",
     "chain_seed",
     "chain_softmax",
+    "correction_offset",
     "fit_temperature",
     "row_noise",
 ]
@@ -96,6 +99,25 @@ def chain_probabilities(
     return chain_softmax(scores, temperature)
 
 
+def correction_offset(
+    y0: np.ndarray, prior: np.ndarray, prediction_type: str, multilabel: bool = False
+) -> np.ndarray:
+    """The constant part of the denoiser's correction: ``(K,)``.
+
+    The mean over rows and chains of the chains' scores minus the prior's
+    (both by :func:`chain_scores`: ``log y_0 - log p`` for
+    ``"logit_residual"``), centred over the classes, which leaves the
+    probabilities of ``softmax(scores - offset)`` as they would be with a
+    zero mean. Multi-label, each label's mean logit correction, not centred
+    (the labels are independent). ``y0`` is (n, n_samples, K), ``prior``
+    (n, K).
+    """
+    scores = chain_scores(y0, prediction_type, multilabel)
+    base = chain_scores(prior[:, None, :], prediction_type, multilabel)
+    offset = (scores - base).mean(axis=(0, 1))
+    return offset if multilabel else offset - offset.mean()
+
+
 def fit_temperature(y0: np.ndarray, truth: np.ndarray, multilabel=False) -> float:
     """The temperature ``T`` minimising the log-loss of ``softmax(y0 / T)``.
 
@@ -118,6 +140,14 @@ def fit_temperature(y0: np.ndarray, truth: np.ndarray, multilabel=False) -> floa
 
     best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")
     return float(np.exp(best.x)) if best.fun <= log_loss(0.0) else 1.0
+
+
+class Denoised(NamedTuple):
+    """What :meth:`Sampler.denoise` returns for ``n`` rows."""
+
+    y0: np.ndarray  # (n, n_samples, K): each chain's denoised label vector
+    prior: np.ndarray  # (n, K): the fused prior's probabilities
+    statistics: np.ndarray | None  # typicality features, with ``with_features``
 
 
 # Rows (images x chains) whose reverse chains run together at prediction.
@@ -177,18 +207,18 @@ class Sampler:
         device,
         with_features: bool = False,
     ):
-        """``y_0`` of shape (n, n_samples, K) for the rows of ``batches``.
+        """The chains' ``y_0`` and the fused prior for the rows of ``batches``.
 
         ``batches`` yields ``(positions, network input, raw rows)``;
         ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
         once; its chains run on the label head, together with those of the
         next batches up to :data:`CHAIN_ROWS` rows, their noise drawn from the
-        row's own seed. With ``with_features``, returns ``(y0,
-        feature statistics of the denoiser's encoder)``.
+        row's own seed. With ``with_features``, the :class:`Denoised` also
+        holds the feature statistics of the denoiser's encoder.
         """
         guidance_model, denoiser, dtype = networks
         n_draws = self.n_noise_draws()
-        outputs, statistics, pending = [], [], []
+        outputs, statistics, priors, pending = [], [], [], []
 
         def run_chains():
             """The reverse chains of the pending batches, as one batch."""
@@ -223,6 +253,7 @@ class Sampler:
             with torch.inference_mode(), autocast(device):
                 guide, details = guidance_model(x, return_details=True)
                 prior = label_probabilities(guide.fused.float(), self.multilabel)
+                priors.append(prior.cpu().double())
                 prior = prior if dtype is None else prior.to(dtype)
                 if with_features:
                     with timed("feature statistics"):
@@ -245,7 +276,8 @@ class Sampler:
                 run_chains()
         if pending:
             run_chains()
-        y0 = torch.cat(outputs).numpy()
-        if with_features:
-            return y0, torch.cat(statistics).numpy()
-        return y0
+        return Denoised(
+            torch.cat(outputs).numpy(),
+            torch.cat(priors).numpy(),
+            torch.cat(statistics).numpy() if with_features else None,
+        )

@@ -92,6 +92,9 @@ def _prediction_module(clf):
             self.register_buffer("std", preprocess.std.clone())
             self.n_samples = int(clf.n_samples)
             self.temperature = float(getattr(clf, "temperature_", 1.0))
+            # What predict_proba's scores lose: the correction offset, or 0.
+            offset = torch.as_tensor(clf._score_offset(), dtype=torch.float64)
+            self.register_buffer("offset", offset)
 
         def forward(self, images, noise):
             x = ((images - self.mean) / self.std).contiguous(
@@ -119,10 +122,11 @@ def _prediction_module(clf):
             # chain_scores and chain_probabilities, as predict_proba applies them.
             if multilabel:  # in float64, as chain_scores clips
                 p = y0.double().clamp(1e-7, 1 - 1e-7)
-                proba = ((p.log() - (-p).log1p()) / self.temperature).sigmoid()
-                proba = proba.float()
+                scores = p.log() - (-p).log1p() - self.offset
+                proba = (scores / self.temperature).sigmoid().float()
             else:
                 scores = torch.log(y0.clamp_min(1e-12)) if logit else y0
+                scores = scores - self.offset.float()
                 proba = (scores / self.temperature).softmax(-1)
             proba = proba.view(-1, self.n_samples, proba.shape[-1]).mean(1)
             return (

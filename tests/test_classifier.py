@@ -175,6 +175,27 @@ def test_soft_voting_averages_the_fits_of_several_seeds(images):
     assert set(vote.predict(X)) <= set(y)
 
 
+def test_center_correction_removes_the_training_rows_mean_correction(images):
+    X, y = images
+    clf = tiny(max_epochs=2).fit(X, y)
+    # What fit measured: the mean of log y_0 - log p over its training rows
+    # (all of X: no validation hold-out), centred over the classes.
+    raw = clf.predict_proba(X)
+    lean = (np.log(raw) - np.log(clf.predict_prior_proba(X))).mean(axis=0)
+    np.testing.assert_allclose(clf.correction_offset_, lean - lean.mean(), atol=1e-6)
+    assert np.abs(clf.correction_offset_).max() > 1e-4  # something to remove
+    # At prediction, switched by set_params without a refit.
+    centred = clf.set_params(center_correction=True).predict_proba(X)
+    logits = np.log(raw) - clf.correction_offset_
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred, expected, atol=1e-9)
+    # Its mean correction over the training rows is then nil.
+    rest = (np.log(centred) - np.log(clf.predict_prior_proba(X))).mean(axis=0)
+    np.testing.assert_allclose(rest - rest.mean(), 0, atol=1e-6)
+    clf.set_params(center_correction=False)
+    np.testing.assert_array_equal(clf.predict_proba(X), raw)
+
+
 def test_invalid_parameters_are_named():
     X = np.zeros((4, 16, 16), dtype=np.uint8)
     y = [0, 1, 0, 1]

@@ -124,6 +124,18 @@ def test_the_exported_graph_gives_every_output_of_the_estimator(fitted, tmp_path
     np.testing.assert_allclose(proba, expected.numpy(), atol=1e-5)
 
 
+def test_the_graph_centres_the_correction_as_the_estimator_does(fitted, tmp_path):
+    import copy
+
+    clf = copy.deepcopy(fitted[0]).set_params(center_correction=True)
+    X = fitted[1]
+    exported = OnnxClassifier(to_onnx(clf, tmp_path / "centred.onnx"))
+    expected = clf.predict_proba(X)
+    np.testing.assert_allclose(exported.predict_proba(X), expected, atol=1e-5)
+    raw = clf.set_params(center_correction=False).predict_proba(X)
+    assert np.abs(expected - raw).max() > 1e-4  # the offset was applied
+
+
 def test_file_paths_go_through_the_same_decoding(fitted, tmp_path):
     from PIL import Image
 

@@ -225,3 +225,32 @@ def test_a_version_4_efficientnet_file_with_the_unused_deep_blocks_loads(tmp_pat
     _rewrite(path, version=5)
     with pytest.raises(ValueError, match="do not match"):
         DiffMICClassifier.load(path)
+
+
+def test_the_correction_offset_is_saved_and_older_files_predict_without_it(
+    tmp_path,
+):
+    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(24) % 3
+    clf = tiny(center_correction=True).fit(X, y)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.correction_offset_, clf.correction_offset_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    # Format 8 had neither the parameter nor the offset: its models load
+    # uncentred, and refuse centring clearly.
+    path = tmp_path / "old.safetensors"
+    _save_as_older_format(clf, path, 8, ["center_correction"])
+    tensors = load_file(str(path))
+    del tensors["correction_offset_"]
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file(tensors, str(path), metadata=metadata)
+    old = DiffMICClassifier.load(path)
+    assert old.center_correction is False and not hasattr(old, "correction_offset_")
+    uncentred = clf.set_params(center_correction=False).predict_proba(X)
+    np.testing.assert_array_equal(old.predict_proba(X), uncentred)
+    with pytest.raises(ValueError, match="Refit it"):
+        old.set_params(center_correction=True).predict_proba(X)
