@@ -288,6 +288,11 @@ def predictions(diffmic, cnn, X, chains, class_prior=None) -> dict:
         "CNN (CE)": cnn.predict_proba(X),
     }
     fitted = diffmic.get_params()
+    if fitted["center_correction"]:
+        # The same fit without centring its correction (a prediction setting).
+        diffmic.set_params(center_correction=False)
+        out["DiffMIC uncentred"] = diffmic.predict_proba(X)
+        diffmic.set_params(center_correction=True)
     for n_samples, eta in chains:
         diffmic.set_params(n_samples=n_samples, eta=eta)
         out[f"DiffMIC x{n_samples} eta={eta:g}"] = diffmic.predict_proba(X)

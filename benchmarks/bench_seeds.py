@@ -51,8 +51,6 @@ from bench_robustness import (  # noqa: E402
 )
 from benchmark import SETTINGS, make_models, parse_settings, scores  # noqa: E402
 
-MODELS = ("DiffMIC", "DCG prior", "CNN (CE)")
-
 
 def run(args) -> pd.DataFrame:
     """One row per seed and model, then one per model's seed ensemble."""
@@ -64,7 +62,7 @@ def run(args) -> pd.DataFrame:
         X_tr, y_tr, X_te, y_te = X_tr[:48], y_tr[:48], X_te[:24], y_te[:24]
     X_fit, X_score = prepare(X_tr, s["image_size"]), prepare(X_te, s["image_size"])
     print(f"{len(y_tr)} training / {len(y_te)} test images", flush=True)
-    rows, probas = [], {model: [] for model in MODELS}
+    rows, probas = [], {}
     for seed in args.seeds:
         diffmic, cnn = make_models(s, random_state=seed, verbose=args.verbose)
         diffmic.set_params(**parse_settings(args.set))
@@ -80,17 +78,22 @@ def run(args) -> pd.DataFrame:
             "DCG prior": diffmic.predict_prior_proba(X_score),
             "CNN (CE)": cnn.predict_proba(X_score),
         }
+        if diffmic.center_correction:
+            # The same fit without centring its correction (a prediction setting).
+            diffmic.set_params(center_correction=False)
+            out["DiffMIC uncentred"] = diffmic.predict_proba(X_score)
+            fit_s["DiffMIC uncentred"] = fit_s["DiffMIC"]
         for model, proba in out.items():
-            probas[model].append(proba)
+            probas.setdefault(model, []).append(proba)
             row = {"seed": str(seed), "model": model, "fit_s": fit_s[model]}
             rows.append({**row, **scores(y_te, proba, diffmic.classes_)})
         print(
             f"  seed {seed}: "
-            + "  ".join(f"{r['model']} {r['macro_f1']:.3f}" for r in rows[-3:])
+            + "  ".join(f"{r['model']} {r['macro_f1']:.3f}" for r in rows[-len(out) :])
             + f"  (fits {fit_s['DiffMIC']:.0f} s and {fit_s['CNN (CE)']:.0f} s)",
             flush=True,
         )
-    for model in MODELS:
+    for model in probas:
         ensemble = np.mean(probas[model], axis=0)
         row = {"seed": "ensemble", "model": model}
         row["fit_s"] = sum(r["fit_s"] for r in rows if r["model"] == model)
@@ -114,7 +117,7 @@ def summary(results: pd.DataFrame) -> str:
         cells = " | ".join(values)
         return f"| {model} | {label} | {cells} | {fit:.0f} |"
 
-    for model in MODELS:
+    for model in dict.fromkeys(single.model):
         mine = single[single.model == model]
         for _, r in mine.iterrows():
             values = [f"{r[m]:.3f}" for m in METRICS]

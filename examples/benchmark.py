@@ -137,6 +137,11 @@ SETTINGS = {
         # all four ImageNet validation splits of benchmarks/bench_ablation.py.
         guidance_learning_rate=1e-3,
         guidance_schedule="cosine",
+        # Without the constant lean the correction learns on its training
+        # rows: on the DermaMNIST validation data +1.2 points of macro-F1
+        # over the prior where the uncentred diffusion lost 1.1; level on
+        # Br35H's (benchmarks/bench_seeds.py, docs/benchmarks.md).
+        center_correction=True,
         batch_size=32,
         folds=3,
     ),
@@ -153,6 +158,7 @@ SETTINGS = {
         local_encoder="full",
         guidance_learning_rate=2e-4,
         guidance_schedule="constant",
+        center_correction=False,
         batch_size=32,
         folds=5,
     ),
@@ -169,6 +175,7 @@ SETTINGS = {
         local_encoder="cut",
         guidance_learning_rate=1e-3,
         guidance_schedule="cosine",
+        center_correction=True,
         batch_size=8,
         folds=2,
     ),
@@ -186,12 +193,14 @@ SCRATCH = {
         local_encoder="full",
         guidance_learning_rate=2e-4,
         guidance_schedule="constant",
+        center_correction=False,
     ),
     "full": dict(backbone="resnet18"),
     "quick": dict(
         backbone="test_resnet",
         guidance_learning_rate=2e-4,
         guidance_schedule="constant",
+        center_correction=False,
     ),
 }
 
@@ -328,6 +337,7 @@ def make_models(s, **common):
         local_encoder=s["local_encoder"],
         guidance_learning_rate=s["guidance_learning_rate"],
         guidance_schedule=s["guidance_schedule"],
+        center_correction=s["center_correction"],
         **common,
     )
     cnn = TimmClassifier(max_epochs=s["guidance_epochs"] + s["max_epochs"], **common)

@@ -141,7 +141,8 @@ def test_robustness_benchmark_scores_every_model_on_clean_and_corrupted(
     assert sorted(set(darken.seen)) == [0, 4] and len(darken.seen) == 2 * 24
     results = pd.read_csv(tmp_path / "results.csv")
     base = {"DiffMIC", "DCG prior", "CNN (CE)"}
-    models = base | {"DiffMIC x2 eta=1"} | {f"{m} + LA" for m in base}
+    models = base | {"DiffMIC uncentred", "DiffMIC x2 eta=1"}
+    models |= {f"{m} + LA" for m in base}
     assert set(results.model) == models
     assert len(results) == len(models) * 3  # clean, darken at 1 and at 5
     out = capsys.readouterr().out
@@ -186,7 +187,7 @@ def test_seed_benchmark_pairs_each_fit_with_its_prior_and_averages_seeds(
 
     # The same seed twice: the same fit twice, and an ensemble equal to it.
     same = run(["3", "3"], tmp_path / "same")
-    for model in ("DiffMIC", "DCG prior", "CNN (CE)"):
+    for model in ("DiffMIC", "DiffMIC uncentred", "DCG prior", "CNN (CE)"):
         rows = same[same.model == model].set_index("seed")[metrics]
         assert len(rows) == 3  # two seeds and the ensemble
         np.testing.assert_allclose(rows.to_numpy(), rows.iloc[[0, 0, 0]].to_numpy())
