@@ -59,7 +59,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 
 from skdiffmic import DiffMICClassifier
-from skdiffmic._sampling import chain_scores, chain_softmax
+from skdiffmic._sampling import chain_softmax
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, make_lesions, read_images
 
@@ -287,9 +287,10 @@ PREDICTIONS = {
 }
 
 
-def combine(y0: np.ndarray, prediction_type: str) -> dict:
-    """Class scores ``(n, K)`` from the chains' ``y0 (n, S, K)``, per rule."""
-    y0 = chain_scores(y0, prediction_type)
+def combine(y0: np.ndarray) -> dict:
+    """Class scores ``(n, K)`` from the chains' scores ``(n, S, K)`` (the
+    estimator's, :func:`~skdiffmic._sampling.chain_scores` less its
+    correction offset with ``center_correction``), per rule."""
     if y0.shape[1] == 1:
         return {"": chain_softmax(y0[:, 0], 1.0)}
     votes = np.eye(y0.shape[2])[y0.argmax(-1)].mean(1)
@@ -469,9 +470,7 @@ def run(
             for label in predictions:
                 settings = PREDICTIONS[label]
                 clf.set_params(**settings)
-                for rule, proba in combine(
-                    clf._denoise(X_va), clf.prediction_type_
-                ).items():
+                for rule, proba in combine(clf._scores(clf._denoise(X_va))).items():
                     emit(
                         {
                             "dataset": name,
