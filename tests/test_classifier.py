@@ -194,6 +194,14 @@ def test_center_correction_removes_the_training_rows_mean_correction(images):
     np.testing.assert_allclose(rest - rest.mean(), 0, atol=1e-6)
     clf.set_params(center_correction=False)
     np.testing.assert_array_equal(clf.predict_proba(X), raw)
+    # Validated epochs score uncentred (the offset comes after training),
+    # and a second fit measures its own offset.
+    held = tiny(max_epochs=2, validation_fraction=0.25, center_correction=True)
+    held.fit(X, y)
+    assert "val_macro_f1" in held.history_[-1]
+    first = held.correction_offset_.copy()
+    held.set_params(random_state=5).fit(X, y)
+    assert not np.allclose(held.correction_offset_, first)
 
 
 def test_invalid_parameters_are_named():
