@@ -68,7 +68,7 @@ def test_uncertainty_frame(lesion_model):
     # The t-test is on the chains' y0, which give the samples at the
     # fitted temperature.
     data, device = clf._prepare(X)
-    y0 = clf._denoise_rows(data, device, clf._inference_networks(), 16)
+    y0 = clf._denoise_rows(data, device, clf._inference_networks(), 16).y0
     np.testing.assert_allclose(clf._sample_softmax(y0), samples)
     order = np.argsort(-mean, 1)
     rows = np.arange(len(X))
@@ -124,9 +124,9 @@ def test_without_validation_the_reference_is_cross_fitted(images, fitted):
     X, y = images
     density = fitted.feature_density_
     assert len(density.reference) == len(X)
-    features = fitted._typicality_features(
-        *fitted._prepare(X), fitted._inference_networks()
-    )
+    features = fitted._denoise_rows(
+        *fitted._prepare(X), fitted._inference_networks(), with_features=True
+    ).statistics
     codes = np.searchsorted(fitted.classes_, y)
     crossed = FeatureDensity.cross_fitted_distances(
         features, codes, 3, seed=fitted.sampling_seed_ % (2**32)
