@@ -287,16 +287,16 @@ PREDICTIONS = {
 }
 
 
-def combine(y0: np.ndarray) -> dict:
+def combine(scores: np.ndarray) -> dict:
     """Class scores ``(n, K)`` from the chains' scores ``(n, S, K)`` (the
     estimator's, :func:`~skdiffmic._sampling.chain_scores` less its
     correction offset with ``center_correction``), per rule."""
-    if y0.shape[1] == 1:
-        return {"": chain_softmax(y0[:, 0], 1.0)}
-    votes = np.eye(y0.shape[2])[y0.argmax(-1)].mean(1)
+    if scores.shape[1] == 1:
+        return {"": chain_softmax(scores[:, 0], 1.0)}
+    votes = np.eye(scores.shape[2])[scores.argmax(-1)].mean(1)
     return {
-        " mean proba": chain_softmax(y0, 1.0).mean(1),
-        " mean y0": chain_softmax(y0.mean(1), 1.0),
+        " mean proba": chain_softmax(scores, 1.0).mean(1),
+        " mean y0": chain_softmax(scores.mean(1), 1.0),
         " vote": votes,
     }
 

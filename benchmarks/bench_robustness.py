@@ -280,7 +280,9 @@ def fit_models(X, y, s, seed, diffmic_set, cnn_set, verbose):
 
 
 def predictions(diffmic, cnn, X, chains, class_prior=None) -> dict:
-    """Each model's probabilities on ``X``; with ``class_prior`` (the training
+    """Each model's probabilities on ``X``: DiffMIC, its prior, the CNN, the
+    same DiffMIC fit uncentred when it centres its correction, and one
+    DiffMIC row per ``chains`` setting; with ``class_prior`` (the training
     classes' frequencies) also each model's post-hoc logit adjustment."""
     out = {
         "DiffMIC": diffmic.predict_proba(X),

@@ -46,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from bench_robustness import (  # noqa: E402
     METRICS,
     add_data_arguments,
+    fit_models,
+    predictions,
     prepare,
     splits,
 )
-from benchmark import SETTINGS, make_models, parse_settings, scores  # noqa: E402
+from benchmark import SETTINGS, parse_settings, scores  # noqa: E402
 
 
 def run(args) -> pd.DataFrame:
@@ -64,33 +66,27 @@ def run(args) -> pd.DataFrame:
     print(f"{len(y_tr)} training / {len(y_te)} test images", flush=True)
     rows, probas = [], {}
     for seed in args.seeds:
-        diffmic, cnn = make_models(s, random_state=seed, verbose=args.verbose)
-        diffmic.set_params(**parse_settings(args.set))
-        cnn.set_params(**parse_settings(args.cnn_set))
-        fit_s = {}
-        for name, model in (("DiffMIC", diffmic), ("CNN (CE)", cnn)):
-            start = time.perf_counter()
-            model.fit(X_fit, y_tr)
-            fit_s[name] = time.perf_counter() - start
-        fit_s["DCG prior"] = fit_s["DiffMIC"]
-        out = {
-            "DiffMIC": diffmic.predict_proba(X_score),
-            "DCG prior": diffmic.predict_prior_proba(X_score),
-            "CNN (CE)": cnn.predict_proba(X_score),
-        }
-        if diffmic.center_correction:
-            # The same fit without centring its correction (a prediction setting).
-            diffmic.set_params(center_correction=False)
-            out["DiffMIC uncentred"] = diffmic.predict_proba(X_score)
-            fit_s["DiffMIC uncentred"] = fit_s["DiffMIC"]
+        print(f"[seed {seed}]", flush=True)
+        diffmic, cnn, fit_s = fit_models(
+            X_fit,
+            y_tr,
+            s,
+            seed,
+            parse_settings(args.set),
+            parse_settings(args.cnn_set),
+            args.verbose,
+        )
+        # The robustness benchmark's models: DiffMIC, its prior (charged
+        # DiffMIC's fit), the CNN, and DiffMIC uncentred when it centres.
+        out = predictions(diffmic, cnn, X_score, chains=[])
         for model, proba in out.items():
             probas.setdefault(model, []).append(proba)
-            row = {"seed": str(seed), "model": model, "fit_s": fit_s[model]}
+            row = {"seed": str(seed), "model": model}
+            row["fit_s"] = fit_s.get(model, fit_s["DiffMIC"])
             rows.append({**row, **scores(y_te, proba, diffmic.classes_)})
         print(
-            f"  seed {seed}: "
-            + "  ".join(f"{r['model']} {r['macro_f1']:.3f}" for r in rows[-len(out) :])
-            + f"  (fits {fit_s['DiffMIC']:.0f} s and {fit_s['CNN (CE)']:.0f} s)",
+            "  "
+            + "  ".join(f"{r['model']} {r['macro_f1']:.3f}" for r in rows[-len(out) :]),
             flush=True,
         )
     for model in probas:
