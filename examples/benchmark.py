@@ -38,6 +38,8 @@ epochs, all images, 5 folds).
     python examples/benchmark.py --dataset ham10000:/data/HAM10000
     python examples/benchmark.py --dataset folder:/data/my_images --folds 3
     python examples/benchmark.py --quick              # a seconds-long smoke run
+    python examples/benchmark.py --dataset medmnist:dermamnist.npz --n-images 2100 \
+        --class-names akiec,bcc,bkl,df,mel,nv,vasc
 
 ``--dataset`` takes ``br35h``, ``lesions`` (synthetic), ``folder:ROOT``,
 ``ham10000:ROOT``, ``aptos2019:ROOT`` or ``medmnist:FILE.npz``, and the
@@ -380,6 +382,14 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     X, y, names, description, groups = load_dataset_and_groups(
         args.dataset, s["n_images"], s["image_size"], args.seed
     )
+    if args.class_names is not None:
+        given = [n.strip() for n in args.class_names.split(",")]
+        if len(given) != len(names):
+            raise SystemExit(
+                f"--class-names gives {len(given)} names; {description} has "
+                f"{len(names)} classes ({', '.join(map(str, names))})"
+            )
+        names = np.asarray(given)
     multilabel = y.ndim == 2
     counts = y.sum(axis=0) if multilabel else np.bincount(y)
     print(
@@ -598,6 +608,13 @@ def main(argv=None) -> None:
         choices=["per_class", "sum", "predicted"],
         help="the map DiffMIC's DCG windows are chosen on (default: the "
         "estimator's; the paper's: sum)",
+    )
+    parser.add_argument(
+        "--class-names",
+        metavar="A,B,...",
+        help="names of the classes (or findings) in the order of their codes, "
+        "for the tables and the figure, e.g. DermaMNIST's "
+        "akiec,bcc,bkl,df,mel,nv,vasc (MedMNIST files store codes only)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

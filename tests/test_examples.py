@@ -62,6 +62,27 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
+def test_benchmark_names_a_medmnist_files_classes_in_its_recall_table(
+    tmp_path, capsys
+):
+    pytest.importorskip("matplotlib")
+    data = _fake_dermamnist(tmp_path / "derma.npz", np.random.default_rng(0))
+    main = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")[
+        "main"
+    ]
+    common = ["--quick", "--dataset", f"medmnist:{data}", "--out", os.fspath(tmp_path)]
+    # A wrong count is refused before any fit, naming the classes the file has.
+    with pytest.raises(SystemExit, match="gives 2 names.*3 classes"):
+        main(common + ["--class-names", "akiec,bcc"])
+    assert not (tmp_path / "results.csv").exists()
+    main(common + ["--class-names", "akiec, bcc ,mel"])
+    out = capsys.readouterr().out
+    assert "Recall of each class" in out
+    assert "| model | akiec | bcc | mel |" in out
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert {"recall[0]", "recall[1]", "recall[2]"} <= set(results.columns)
+
+
 def test_benchmark_settings_parse_literals_and_keep_words():
     # The benchmarks' --set PARAM=VALUE: Python literals where they parse,
     # the text otherwise; "=" inside a value stays in it.
