@@ -62,9 +62,7 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
-def test_benchmark_names_a_medmnist_files_classes_in_its_recall_table(
-    tmp_path, capsys
-):
+def test_benchmark_names_a_medmnist_files_classes_in_its_recall_table(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     data = _fake_dermamnist(tmp_path / "derma.npz", np.random.default_rng(0))
     main = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")[
