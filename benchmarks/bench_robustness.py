@@ -476,7 +476,7 @@ def summary(results: pd.DataFrame) -> str:
 def add_data_arguments(parser) -> None:
     """The options that name the data set, its file and training size, and
     the models' overrides (``--set`` for DiffMIC, ``--cnn-set`` for the CNN);
-    shared with ``bench_seeds.py``."""
+    shared with ``bench_seeds.py`` and ``bench_centring.py``."""
     parser.add_argument(
         "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
     )
