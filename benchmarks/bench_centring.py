@@ -93,8 +93,9 @@ def explained(train_scores, train_prior, per_class=False):
     return offset, slope
 
 
-def readings(clf, X_train, X_test) -> dict:
-    """Each reading's probabilities on ``X_test`` (see the module docstring)."""
+def readings(clf, X_train, X_test) -> tuple[dict, float]:
+    """Each reading's probabilities on ``X_test`` (see the module docstring),
+    and the shared slope of the affine fit."""
     train_scores, train_prior = chains_and_prior(clf, X_train)
     scores, prior = chains_and_prior(clf, X_test)
     constant = (_centred(train_scores) - _centred(train_prior)).mean(axis=0)
@@ -106,7 +107,9 @@ def readings(clf, X_train, X_test) -> dict:
     for name, per_class in (("affine", False), ("affine per class", True)):
         offset, slope = explained(train_scores, train_prior, per_class)
         out[name] = _softmax(scores - offset - slope * _centred(prior))
-    return out
+        if not per_class:
+            shared = float(slope[0])
+    return out, shared
 
 
 def run(args) -> pd.DataFrame:
@@ -130,7 +133,9 @@ def run(args) -> pd.DataFrame:
         print(f"[{label}] fitted in {time.perf_counter() - start:.0f} s", flush=True)
         labels = np.arange(len(clf.classes_))
         truth = np.searchsorted(clf.classes_, y_te)
-        for name, proba in readings(clf, X_tr, X_te).items():
+        probabilities, slope = readings(clf, X_tr, X_te)
+        print(f"  the training rows' correction: slope {slope:.3f}", flush=True)
+        for name, proba in probabilities.items():
             if len(labels) == 2:
                 auc = roc_auc_score(truth, proba[:, 1])
             else:
