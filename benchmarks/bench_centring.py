@@ -37,8 +37,6 @@ prior, fit by fit; writes ``centring.csv`` to ``--out``. ::
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,7 +47,14 @@ from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from bench_robustness import add_data_arguments, prepare, splits  # noqa: E402
+from bench_robustness import (  # noqa: E402
+    add_run_arguments,
+    data_parser,
+    parse_checked,
+    prepare,
+    splits,
+    timed_run,
+)
 from benchmark import SETTINGS, make_models, parse_settings  # noqa: E402
 
 from skdiffmic._sampling import chain_scores  # noqa: E402
@@ -186,27 +191,15 @@ def summary(results: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_data_arguments(parser)
+    parser = data_parser(__doc__)
     parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    parser.add_argument("--verbose", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("centring_results"))
-    args = parser.parse_args(argv)
-    if args.dataset == "dermamnist" and args.data is None:
-        parser.error("--dataset dermamnist needs --data FILE.npz")
+    add_run_arguments(parser, "centring_results")
+    args = parse_checked(parser, argv)
     if args.cnn_set:
         parser.error("--cnn-set: this benchmark fits no CNN")
-    args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    results = run(args)
-    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
-    print(summary(results))
+    print(summary(timed_run(run, args)))
 
 
 if __name__ == "__main__":

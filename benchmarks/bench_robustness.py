@@ -486,12 +486,45 @@ def add_data_arguments(parser) -> None:
     parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
 
 
-def main(argv=None) -> None:
+def data_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc``, with the data
+    options of :func:`add_data_arguments`."""
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=doc.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser)
+    return parser
+
+
+def timed_run(run, args):
+    """``run(args)``, then the machine's CPU count and the time it took."""
+    start = time.perf_counter()
+    out = run(args)
+    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
+    return out
+
+
+def add_run_arguments(parser, out: str) -> None:
+    """``--quick``, ``--verbose`` and ``--out`` (default ``out``); shared with
+    ``bench_seeds.py`` and ``bench_centring.py``."""
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def parse_checked(parser, argv):
+    """The parsed arguments, a DermaMNIST run without its file refused, and
+    ``--out`` made."""
+    args = parser.parse_args(argv)
+    if args.dataset == "dermamnist" and args.data is None:
+        parser.error("--dataset dermamnist needs --data FILE.npz")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv=None) -> None:
+    parser = data_parser(__doc__)
     parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
     parser.add_argument(
         "--n-images", type=int, help="CV images (default 2100 DermaMNIST, 600 Br35H)"
@@ -526,19 +559,12 @@ def main(argv=None) -> None:
         metavar="N",
         help="chains of DiffMIC's predict_uncertainty on every set (0: skip it)",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("robustness_results"))
-    args = parser.parse_args(argv)
-    if args.dataset == "dermamnist" and args.data is None:
-        parser.error("--dataset dermamnist needs --data FILE.npz")
+    add_run_arguments(parser, "robustness_results")
+    args = parse_checked(parser, argv)
     if not set(args.severities) <= {1, 2, 3, 4, 5}:
         parser.error("--severities are 1 to 5")
-    args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    results, report = run(args)
-    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
+    results, report = timed_run(run, args)
     print(summary(results))
     if len(report):
         print(

@@ -32,10 +32,7 @@ Writes ``seeds.csv`` (one row per seed and model, and one per ensemble) to
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from bench_robustness import (  # noqa: E402
     METRICS,
-    add_data_arguments,
+    add_run_arguments,
+    data_parser,
     fit_models,
+    parse_checked,
     predictions,
     prepare,
     splits,
+    timed_run,
 )
 from benchmark import SETTINGS, parse_settings, scores  # noqa: E402
 
@@ -150,23 +150,11 @@ def summary(results: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_data_arguments(parser)
+    parser = data_parser(__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    parser.add_argument("--verbose", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("seeds_results"))
-    args = parser.parse_args(argv)
-    if args.dataset == "dermamnist" and args.data is None:
-        parser.error("--dataset dermamnist needs --data FILE.npz")
-    args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    results = run(args)
-    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
-    print(summary(results))
+    add_run_arguments(parser, "seeds_results")
+    args = parse_checked(parser, argv)
+    print(summary(timed_run(run, args)))
 
 
 if __name__ == "__main__":
