@@ -20,16 +20,19 @@ overrides them) is read five ways on the same chains:
   training rows (least squares);
 * ``affine per class``: the same with one slope per class.
 
-The readings are computed here from the estimator's chains (averaged over
-the chains in log space, at temperature 1, as the main job predicts); the
-affine ones are not an estimator option. Splits are the robustness benchmark's
-(``benchmarks/bench_robustness.py``, no corruption): ``--split trainval``
-fits a stratified ``--n-train`` of DermaMNIST's official train split once
-per ``--seeds`` and scores the official val split; ``--split cv`` runs its
-3-fold CV on 2,100 images of train + val, fold ``k`` fitted with seed ``k``
-as there; ``--dataset br35h`` uses the main job's folds. Prints every fit's
-macro-F1, ROC AUC and log-loss, their means, and each reading minus the
-prior, fit by fit; writes ``centring.csv`` to ``--out``. ::
+The readings are computed here from the estimator's chains, as
+``predict_proba`` computes its probabilities; the affine ones are not an
+estimator option (with two classes its two slopes are the same). Splits are
+the robustness benchmark's (``benchmarks/bench_robustness.py``, no
+corruption): ``--split trainval`` fits one stratified ``--n-train`` of
+DermaMNIST's official train split, once per model seed ``--seeds``, and
+scores the official val split; ``--split cv`` runs its 3-fold CV on 2,100
+images of train + val, fold ``k`` fitted with seed ``k`` as there
+(``--seeds`` unused); ``--dataset br35h`` uses the main job's folds (its
+first with ``trainval``; ``--n-train`` unused). Prints every fit's slope and
+its readings' macro-F1, ROC AUC and log-loss, their means, and each
+reading's macro-F1 and ROC AUC minus the prior's, fit by fit; writes
+``centring.csv`` to ``--out``. ::
 
     python benchmarks/bench_centring.py --data dermamnist_trainval.npz --seeds 0 1 2 3
     python benchmarks/bench_centring.py --data dermamnist_trainval.npz --split cv
@@ -73,45 +76,55 @@ def _softmax(z):
 
 
 def chains_and_prior(clf, X):
-    """``(log y_0 averaged over the chains, log p)``, each (n, K)."""
-    if clf.prediction_type_ != "logit_residual":
-        raise SystemExit("the readings are of the log-space correction")
+    """``(the chains' scores log y_0, (n, n_samples, K); log p, (n, K))``."""
     data, device = clf._prepare(X)
     denoised = clf._denoise_rows(data, device, clf._inference_networks())
-    scores = chain_scores(denoised.y0, "logit_residual").mean(axis=1)
+    scores = chain_scores(denoised.y0, "logit_residual")
     return scores, np.log(np.clip(denoised.prior, 1e-12, None))
 
 
 def explained(train_scores, train_prior, per_class=False):
     """``(offset (K,), slope (1,) or (K,))``: the least-squares fit, over the
-    training rows, of the correction ``centred(log y_0) - centred(log p)`` by
-    ``offset + slope * centred(log p)``."""
+    training rows, of the correction ``centred(log y_0) - centred(log p)``
+    (``train_scores`` averaged over the chains, (n, K)) by ``offset + slope *
+    centred(log p)``. A class whose centred log-prior does not vary gets a
+    slope of 0."""
     base = _centred(train_prior)
     correction = _centred(train_scores) - base
     x = base - base.mean(axis=0)
     z = correction - correction.mean(axis=0)
-    if per_class:
-        slope = (z * x).sum(axis=0) / (x**2).sum(axis=0)
-    else:
-        slope = np.array([(z * x).sum() / (x**2).sum()])
+    axis = 0 if per_class else None
+    spread = (x**2).sum(axis=axis)
+    slope = np.where(spread > 0, (z * x).sum(axis=axis) / np.maximum(spread, 1e-300), 0)
+    slope = np.atleast_1d(slope)
     offset = correction.mean(axis=0) - slope * base.mean(axis=0)
     return offset, slope
 
 
 def readings(clf, X_train, X_test) -> tuple[dict, float]:
     """Each reading's probabilities on ``X_test`` (see the module docstring),
-    and the shared slope of the affine fit."""
+    and the shared slope of the affine fit.
+
+    As in ``predict_proba``, each chain's scores, less what the reading
+    removes, go through ``softmax(. / temperature_)``, and the chains'
+    probabilities are averaged; "centred" removes the estimator's own
+    ``correction_offset_``."""
     train_scores, train_prior = chains_and_prior(clf, X_train)
     scores, prior = chains_and_prior(clf, X_test)
-    constant = (_centred(train_scores) - _centred(train_prior)).mean(axis=0)
+    temperature = clf.temperature_
+
+    def proba(removed):
+        return _softmax((scores - removed[:, None, :]) / temperature).mean(axis=1)
+
+    none = np.zeros_like(prior)
     out = {
         "DCG prior": _softmax(prior),
-        "uncentred": _softmax(scores),
-        "centred": _softmax(scores - constant),
+        "uncentred": proba(none),
+        "centred": proba(none + clf.correction_offset_),
     }
     for name, per_class in (("affine", False), ("affine per class", True)):
-        offset, slope = explained(train_scores, train_prior, per_class)
-        out[name] = _softmax(scores - offset - slope * _centred(prior))
+        offset, slope = explained(train_scores.mean(axis=1), train_prior, per_class)
+        out[name] = proba(offset + slope * _centred(prior))
         if not per_class:
             shared = float(slope[0])
     return out, shared
@@ -133,6 +146,21 @@ def run(args) -> pd.DataFrame:
         X_tr, X_te = prepare(X_tr, s["image_size"]), prepare(X_te, s["image_size"])
         clf, _ = make_models(s, random_state=seed, verbose=args.verbose)
         clf.set_params(**parse_settings(args.set))
+        settings = clf.get_params()
+        if settings["prediction_type"] != "logit_residual":
+            raise SystemExit(
+                "the readings are of the log-space correction: "
+                "prediction_type='logit_residual'"
+            )
+        if settings["validation_fraction"] is not None:
+            raise SystemExit(
+                "the affine fit reads every training row; fit "
+                "without validation_fraction"
+            )
+        if not np.isin(y_te, y_tr).all():
+            raise SystemExit(
+                f"[{label}] the test rows have a class that the training rows lack"
+            )
         start = time.perf_counter()
         clf.fit(X_tr, y_tr)
         print(f"[{label}] fitted in {time.perf_counter() - start:.0f} s", flush=True)
@@ -191,14 +219,12 @@ def summary(results: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> None:
-    parser = data_parser(__doc__)
+    parser = data_parser(__doc__, cnn=False)
     parser.add_argument("--split", choices=["trainval", "cv"], default="trainval")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--folds", type=int, default=3)
     add_run_arguments(parser, "centring_results")
     args = parse_checked(parser, argv)
-    if args.cnn_set:
-        parser.error("--cnn-set: this benchmark fits no CNN")
     print(summary(timed_run(run, args)))
 
 

@@ -473,7 +473,7 @@ def summary(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def add_data_arguments(parser) -> None:
+def add_data_arguments(parser, cnn: bool = True) -> None:
     """The options that name the data set, its file and training size, and
     the models' overrides (``--set`` for DiffMIC, ``--cnn-set`` for the CNN);
     shared with ``bench_seeds.py`` and ``bench_centring.py``."""
@@ -483,22 +483,25 @@ def add_data_arguments(parser) -> None:
     parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
     parser.add_argument("--n-train", type=int, default=1400)
     parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
-    parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
+    if cnn:
+        parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
 
 
-def data_parser(doc: str) -> argparse.ArgumentParser:
+def data_parser(doc: str, cnn: bool = True) -> argparse.ArgumentParser:
     """A parser described by the first line of ``doc``, with the data
-    options of :func:`add_data_arguments`."""
+    options of :func:`add_data_arguments` (``--cnn-set`` only with ``cnn``)."""
     parser = argparse.ArgumentParser(
         description=doc.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_data_arguments(parser)
+    add_data_arguments(parser, cnn)
     return parser
 
 
 def timed_run(run, args):
-    """``run(args)``, then the machine's CPU count and the time it took."""
+    """``run(args)`` with ``--out`` made, then the machine's CPU count and the
+    time it took."""
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     out = run(args)
     print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
@@ -514,12 +517,10 @@ def add_run_arguments(parser, out: str) -> None:
 
 
 def parse_checked(parser, argv):
-    """The parsed arguments, a DermaMNIST run without its file refused, and
-    ``--out`` made."""
+    """The parsed arguments, a DermaMNIST run without its file refused."""
     args = parser.parse_args(argv)
     if args.dataset == "dermamnist" and args.data is None:
         parser.error("--dataset dermamnist needs --data FILE.npz")
-    args.out.mkdir(parents=True, exist_ok=True)
     return args
 
 

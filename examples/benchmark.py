@@ -387,7 +387,12 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         if len(given) != len(names):
             raise SystemExit(
                 f"--class-names gives {len(given)} names; {description} has "
-                f"{len(names)} classes ({', '.join(map(str, names))})"
+                f"{len(names)} classes or findings ({', '.join(map(str, names))})"
+            )
+        if "" in given or len(set(given)) < len(given):
+            raise SystemExit(
+                f"--class-names {args.class_names!r}: each name must be given "
+                "once and be non-empty"
             )
         names = np.asarray(given)
     multilabel = y.ndim == 2

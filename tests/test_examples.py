@@ -72,6 +72,9 @@ def test_benchmark_names_a_medmnist_files_classes_in_its_recall_table(tmp_path, 
     # A wrong count is refused before any fit, naming the classes the file has.
     with pytest.raises(SystemExit, match="gives 2 names.*3 classes"):
         main(common + ["--class-names", "akiec,bcc"])
+    for bad in ("akiec,akiec,mel", "akiec,,mel"):
+        with pytest.raises(SystemExit, match="once and be non-empty"):
+            main(common + ["--class-names", bad])
     assert not (tmp_path / "results.csv").exists()
     main(common + ["--class-names", "akiec, bcc ,mel"])
     out = capsys.readouterr().out
@@ -227,10 +230,16 @@ def test_seed_benchmark_pairs_each_fit_with_its_prior_and_averages_seeds(
     assert by.loc["DiffMIC", "fit_s"] == by.loc["DCG prior", "fit_s"]
 
 
-def test_centring_benchmark_reads_one_fit_five_ways(tmp_path, capsys, monkeypatch):
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_centring_benchmarks_affine_readings_remove_an_affine_correction(
+    monkeypatch,
+):
     bench = _import(EXAMPLES.parent / "benchmarks" / "bench_centring.py", "bench_c")
     rng = np.random.default_rng(0)
-    # The affine fit recovers a correction made of a constant and a slope.
     prior = np.log(rng.dirichlet(np.ones(4), 50))
     centred = prior - prior.mean(1, keepdims=True)
     lean = np.array([0.3, -0.1, 0.0, -0.2])
@@ -240,13 +249,40 @@ def test_centring_benchmark_reads_one_fit_five_ways(tmp_path, capsys, monkeypatc
     np.testing.assert_allclose(offset, lean - lean.mean(), atol=1e-9)
     offset, slope = bench.explained(scores, prior, per_class=True)
     np.testing.assert_allclose(slope, 0.2, atol=1e-9)
+    np.testing.assert_allclose(offset, lean - lean.mean(), atol=1e-9)
+    # A class whose log-prior never varies: no slope, no division by zero.
+    flat = np.log(np.tile([0.5, 0.3, 0.2], (5, 1)))
+    offset, slope = bench.explained(flat + 0.1, flat, per_class=True)
+    np.testing.assert_array_equal(slope, 0)
 
-    seen = {}
+    # Chains made of the prior and an affine correction: both affine
+    # readings give back the prior, the other two do not.
+    chains = (prior + lean + 0.2 * centred)[:, None, :].repeat(2, axis=1)
+    monkeypatch.setattr(bench, "chains_and_prior", lambda clf, X: (chains, prior))
+
+    class Fitted:
+        temperature_ = 1.0
+        correction_offset_ = lean - lean.mean()
+
+    out, shared = bench.readings(Fitted(), None, None)
+    assert shared == pytest.approx(0.2)
+    for name in ("affine", "affine per class"):
+        np.testing.assert_allclose(out[name], _softmax(prior), atol=1e-9)
+    for name in ("uncentred", "centred"):
+        assert not np.allclose(out[name], _softmax(prior), atol=1e-3)
+
+
+@pytest.mark.parametrize("chain_settings", [[], ["n_samples=2", "eta=1.0"]])
+def test_centring_benchmark_reads_the_estimators_own_predictions(
+    tmp_path, capsys, monkeypatch, chain_settings
+):
+    bench = _import(EXAMPLES.parent / "benchmarks" / "bench_centring.py", "bench_c")
+    seen = []
     readings = bench.readings
 
     def check(clf, X_train, X_test):
         out, slope = readings(clf, X_train, X_test)
-        seen["ok"] = np.isfinite(slope)
+        seen.append(np.isfinite(slope))
         # The prior and the two centrings are the estimator's own predictions.
         np.testing.assert_allclose(
             out["DCG prior"], clf.predict_prior_proba(X_test), atol=1e-6
@@ -254,24 +290,26 @@ def test_centring_benchmark_reads_one_fit_five_ways(tmp_path, capsys, monkeypatc
         for centre, name in ((True, "centred"), (False, "uncentred")):
             clf.set_params(center_correction=centre)
             np.testing.assert_allclose(out[name], clf.predict_proba(X_test), atol=1e-6)
+        assert not np.allclose(out["centred"], out["uncentred"], atol=1e-6)
         return out, slope
 
     monkeypatch.setattr(bench, "readings", check)
-    data = _fake_dermamnist(tmp_path / "derma.npz", rng)
+    data = _fake_dermamnist(tmp_path / "derma.npz", np.random.default_rng(0))
+    common = ["--data", os.fspath(data), "--quick", "--n-train", "48"]
+    with pytest.raises(SystemExit, match="log-space correction"):
+        bench.main(common + ["--set", "prediction_type=sample"])
+    assert seen == []  # refused before any fit
     bench.main(
-        ["--data", os.fspath(data), "--quick", "--n-train", "48", "--seeds", "0", "1"]
-        + ["--out", os.fspath(tmp_path)]
+        common
+        + ["--seeds", "0", "1", "--out", os.fspath(tmp_path)]
+        + (["--set", *chain_settings] if chain_settings else [])
     )
-    assert seen["ok"]
+    assert seen == [True, True]
     results = pd.read_csv(tmp_path / "centring.csv")
     assert len(results) == 2 * 5 and set(results.reading) == set(bench.READINGS)
     out = capsys.readouterr().out
     assert "| affine per class |" in out and "minus prior" in out
     assert out.count("the training rows' correction: slope") == 2
-    prior_row = next(
-        line for line in out.splitlines() if line.startswith("| DCG prior")
-    )
-    assert "+0.0 (+0.0, +0.0)" in prior_row
 
 
 def test_onnx_benchmark_quick_mode_prints_its_table(capsys):
