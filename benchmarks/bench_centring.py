@@ -60,7 +60,7 @@ from bench_robustness import (  # noqa: E402
 )
 from benchmark import SETTINGS, make_models, parse_settings  # noqa: E402
 
-from skdiffmic._sampling import chain_scores  # noqa: E402
+from skdiffmic._sampling import chain_scores, chain_softmax  # noqa: E402
 
 READINGS = ("DCG prior", "uncentred", "centred", "affine", "affine per class")
 
@@ -69,18 +69,14 @@ def _centred(z):
     return z - z.mean(axis=-1, keepdims=True)
 
 
-def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def chains_and_prior(clf, X):
     """``(the chains' scores log y_0, (n, n_samples, K); log p, (n, K))``."""
     data, device = clf._prepare(X)
     denoised = clf._denoise_rows(data, device, clf._inference_networks())
-    scores = chain_scores(denoised.y0, "logit_residual")
-    return scores, np.log(np.clip(denoised.prior, 1e-12, None))
+    return (
+        chain_scores(denoised.y0, "logit_residual"),
+        chain_scores(denoised.prior, "logit_residual"),
+    )
 
 
 def explained(train_scores, train_prior, per_class=False):
@@ -114,11 +110,11 @@ def readings(clf, X_train, X_test) -> tuple[dict, float]:
     temperature = clf.temperature_
 
     def proba(removed):
-        return _softmax((scores - removed[:, None, :]) / temperature).mean(axis=1)
+        return chain_softmax(scores - removed[:, None, :], temperature).mean(axis=1)
 
     none = np.zeros_like(prior)
     out = {
-        "DCG prior": _softmax(prior),
+        "DCG prior": chain_softmax(prior, 1.0),
         "uncentred": proba(none),
         "centred": proba(none + clf.correction_offset_),
     }
