@@ -32,7 +32,8 @@ from ._inputs import (
     check_dense,
 )
 from ._targets import check_multilabel, is_multilabel, positive_weights
-from ._training import autocast, iter_batches
+from ._batching import autocast, iter_batches
+from ._sampling import decide
 
 __all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
 
@@ -255,9 +256,7 @@ class ImageInputMixin:
     def _decide(self, proba):
         """``predict`` from ``predict_proba``: the argmax class, or (multi-label)
         every label whose probability is at least 0.5, as an int indicator."""
-        if self._is_multilabel():
-            return (proba >= 0.5).astype(np.int64)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return decide(proba, self.classes_, self._is_multilabel())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

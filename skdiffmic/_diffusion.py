@@ -225,15 +225,12 @@ class NoiseSchedule:
         t,
         output,
         prediction_type="epsilon",
-        clip_range=None,
         multilabel=False,
     ):
         """The estimates ``(y0_hat, eps_hat)`` from the denoiser's ``output``.
 
         Inverts :meth:`target` with ``z_t = y_t - p = sqrt(abar_t) z_0 +
-        sqrt(1 - abar_t) eps``. With ``clip_range`` ``r``, ``y0_hat`` is clipped
-        to ``[-r, r]`` (diffusers' ``clip_sample``) and ``eps_hat`` recomputed
-        from the clipped estimate, so the next step points at it.
+        sqrt(1 - abar_t) eps``.
 
         With ``"epsilon"`` an error in the output reaches ``y0_hat`` multiplied
         by ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T`` on the
@@ -259,11 +256,7 @@ class NoiseSchedule:
             eps = (1 - a).sqrt() * z + a.sqrt() * output
         else:
             raise ValueError(_unknown_prediction_type(prediction_type))
-        y0 = prior + z0
-        if clip_range is not None:
-            y0 = y0.clamp(-clip_range, clip_range)
-            eps = (z - a.sqrt() * (y0 - prior)) / (1 - a).sqrt()
-        return y0, eps
+        return prior + z0, eps
 
     # -- reverse steps -----------------------------------------------------------
     def ddpm_step(self, y_t, prior, t: int, y0_hat, noise=None):
@@ -354,7 +347,6 @@ def reverse_chain(
     n_steps=10,
     eta=0.0,
     prediction_type="epsilon",
-    clip_range=None,
     multilabel=False,
 ):
     """Run the reverse process from ``y_T ~ N(p, I)`` to ``y_0``.
@@ -378,9 +370,6 @@ def reverse_chain(
         DDIM stochasticity (0: deterministic).
     prediction_type : {"epsilon", "sample", "logit_residual", "v_prediction"}
         What ``model_fn`` outputs (see :meth:`NoiseSchedule.split_output`).
-    clip_range : float or None
-        Clip the ``y_0`` estimate of every step to ``[-clip_range,
-        clip_range]``; None does not clip.
     multilabel : bool
         Whether the labels are independent findings (a ``"logit_residual"``
         output then corrects each label's logit).
@@ -396,7 +385,7 @@ def reverse_chain(
     y = prior + noise[:, 0]
     for i, t in enumerate(steps):
         y0_hat, eps_hat = schedule.split_output(
-            y, prior, t, model_fn(y, t), prediction_type, clip_range, multilabel
+            y, prior, t, model_fn(y, t), prediction_type, multilabel
         )
         if sampler == "ddpm":
             y = schedule.ddpm_step(y, prior, t, y0_hat, noise=noise[:, i + 1])

@@ -18,7 +18,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from ._targets import label_probabilities
-from ._training import autocast
+from ._batching import autocast
 
 __all__ = [
     "class_maps",

@@ -9,15 +9,19 @@ diffusion is trained on the fused path only.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
 from ._backbones import create_pooled_encoder
 from ._denoiser import ConditionalDenoiser
+from ._diffusion import RESIDUAL_TYPES
 from ._guidance import DCGModel, GuidanceOutput
 from ._uncertainty import feature_statistics, map_statistics
 
 __all__ = [
+    "NetworkSpec",
     "TabularGuidance",
     "build_networks",
     "denoiser_input",
@@ -57,6 +61,61 @@ class TabularGuidance(nn.Module):
         if return_details:
             return out, {"features": hidden}
         return out
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything that shapes the guidance model and the denoiser.
+
+    One description serves ``fit`` (which builds the networks from it, then
+    trains them) and ``load`` (which builds the same networks and reads their
+    tensors): :meth:`of` reads it off a fitted estimator. ``n_inputs`` is the
+    number of image channels, or of features when ``tabular``.
+    """
+
+    tabular: bool
+    n_classes: int
+    n_inputs: int
+    hidden_dim: int
+    n_timesteps: int
+    backbone: str = "resnet18"
+    image_size: int | None = None
+    crop_size: int | None = None
+    n_crops: int = 6
+    crop_saliency: str = "sum"
+    # The denoiser's output layer starts at zero (residual prediction types).
+    zero_output: bool = False
+    # No CNN of the denoiser's own: it reads the DCG global encoder's features.
+    shared_encoder: bool = False
+    local_encoder: str = "full"
+    multilabel: bool = False
+
+    @classmethod
+    def of(cls, estimator) -> NetworkSpec:
+        """The spec of a :class:`~skdiffmic.DiffMICClassifier` whose fitted
+        input attributes (``tabular_``, ``image_size_``, ...) are set."""
+        tabular = bool(estimator.tabular_)
+        return cls(
+            tabular=tabular,
+            n_classes=len(estimator.classes_),
+            n_inputs=estimator.n_features_in_ if tabular else estimator._channels(),
+            hidden_dim=estimator.hidden_dim,
+            n_timesteps=estimator.n_timesteps,
+            backbone=estimator.backbone,
+            image_size=estimator.image_size_,
+            crop_size=estimator.crop_size_,
+            n_crops=estimator.n_crops,
+            crop_saliency=estimator.crop_saliency,
+            zero_output=estimator.prediction_type_ in RESIDUAL_TYPES,
+            shared_encoder=estimator.denoiser_init == "shared",
+            local_encoder=estimator.local_encoder,
+            multilabel=bool(estimator.multilabel_),
+        )
+
+    def build(self, seed: int = 0, pretrained=False):
+        """The guidance model and the denoiser, initialised from ``seed``
+        (and ``pretrained`` weights); see :func:`build_networks`."""
+        return build_networks(**asdict(self), seed=seed, pretrained=pretrained)
 
 
 def build_networks(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from numbers import Integral
 
 import numpy as np
@@ -21,20 +22,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ._diffusion import NoiseSchedule
-from ._networks import build_networks
+from ._networks import NetworkSpec
 from ._uncertainty import FeatureDensity
 
 __all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
 
 FORMAT = "skdiffmic.DiffMICClassifier"
-FORMAT_VERSION = 9
-# Version 1 files (no feature statistics) still load; predict_uncertainty then
-# asks for a refit. Version 4 added the crop_saliency parameter, version 5
-# local_encoder and image_cache, version 6 prior_folds, version 7 multi-label
-# models (multilabel_ and label_names_; older files are single-label) and
-# prior_noise and prior_snapshot, version 8 guidance_schedule, version 9
-# center_correction and correction_offset_ (older models predict without it).
-_READABLE = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+# One version until the format changes after a release; files of the
+# unreleased formats before it are refused with a request to refit.
+FORMAT_VERSION = 1
 _ATTRIBUTES = (
     "tabular_",
     "multilabel_",
@@ -100,6 +96,7 @@ def save_estimator(estimator, path) -> None:
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "params": {k: _jsonable(v, k) for k, v in params.items()},
+        "spec": _jsonable(asdict(NetworkSpec.of(estimator)), "spec"),
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_dtype": "object" if classes.dtype.kind == "O" else classes.dtype.str,
         "attributes": {
@@ -151,42 +148,19 @@ def _read(path):
         ) from None
     if document.get("format") != FORMAT:
         raise ValueError(f"{path!r} holds {document.get('format')!r}, not {FORMAT}.")
-    if document.get("version") not in _READABLE:
+    if document.get("version") != FORMAT_VERSION or "spec" not in document:
         raise ValueError(
-            f"{path!r} has format version {document.get('version')!r}; this "
-            f"version of skdiffmic reads versions {list(_READABLE)}."
+            f"{path!r} was saved by an earlier, unreleased skdiffmic (format "
+            f"{document.get('version')!r}), which this version cannot read; refit "
+            "the model and save it again."
         )
     return document, tensors
-
-
-# The parameters each format version added, with the values that the models of
-# older formats (which had no such parameter) were trained with: before format
-# 3 the paper's training (the denoiser predicts the noise), before format 4 the
-# windows chosen on the summed CAMs.
-_ADDED_IN = {
-    3: {
-        "prediction_type": "epsilon",
-        "clip_sample": False,
-        "focal_weight": 0.0,
-        "denoiser_init": "scratch",
-    },
-    4: {"crop_saliency": "sum"},
-    5: {"local_encoder": "full", "image_cache": None},
-    6: {"prior_folds": None},
-    7: {"prior_noise": 0.0, "prior_snapshot": False},
-    8: {"guidance_schedule": "constant"},
-    9: {"center_correction": False},
-}
 
 
 def load_estimator(cls, path):
     """Rebuild a fitted ``cls`` from a file written by :func:`save_estimator`."""
     document, tensors = _read(path)
     params = document["params"]
-    for version, added in _ADDED_IN.items():
-        if document["version"] < version:
-            for name, value in added.items():
-                params.setdefault(name, value)
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["pairs"]}
     estimator = cls(**params)
@@ -194,8 +168,6 @@ def load_estimator(cls, path):
         if name == "image_shape_" and value is not None:
             value = tuple(value)
         setattr(estimator, name, value)
-    if not hasattr(estimator, "prediction_type_"):  # formats 1 and 2
-        estimator.prediction_type_ = estimator.prediction_type
     dtype = document["classes_dtype"]
     estimator.classes_ = np.array(
         document["classes"], dtype=object if dtype == "object" else np.dtype(dtype)
@@ -223,38 +195,18 @@ def load_estimator(cls, path):
                 f"The feature statistics in {os.fspath(path)!r} are incomplete: "
                 f"{sorted(density)}."
             ) from None
-    tabular = bool(estimator.tabular_)
-    guidance_model, denoiser = build_networks(
-        tabular=tabular,
-        seed=0,
-        n_classes=len(estimator.classes_),
-        n_inputs=estimator.n_features_in_ if tabular else estimator.image_shape_[2],
-        hidden_dim=estimator.hidden_dim,
-        n_timesteps=estimator.n_timesteps,
-        backbone=estimator.backbone,
-        image_size=estimator.image_size_,
-        crop_size=estimator.crop_size_,
-        n_crops=estimator.n_crops,
-        crop_saliency=estimator.crop_saliency,
-        pretrained=False,
-        shared_encoder=estimator.denoiser_init == "shared",
-        local_encoder=estimator.local_encoder,
-        multilabel=estimator.multilabel_,
-    )
+    spec = NetworkSpec.of(estimator)
+    if asdict(spec) != document["spec"]:
+        raise ValueError(
+            f"The networks described in {os.fspath(path)!r} differ from those its "
+            "parameters build; the file was edited or written by another version."
+        )
+    guidance_model, denoiser = spec.build()
     for name, module in (("guidance_model_", guidance_model), ("denoiser_", denoiser)):
         prefix = f"{name}."
         state = {
             k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
         }
-        if document["version"] < 5:
-            # Before format 5 an EfficientNet-style global encoder kept the
-            # blocks after its CAM stage (unused); the network has them no more.
-            expected = module.state_dict()
-            state = {
-                k: v
-                for k, v in state.items()
-                if k in expected or not k.startswith("global_encoder.blocks.")
-            }
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -24,16 +24,18 @@ from ._inputs import row_seeds
 from ._networks import denoiser_input, typicality_statistics
 from ._profiling import timed
 from ._targets import label_probabilities
-from ._training import autocast
+from ._batching import autocast
 
 __all__ = [
     "Denoised",
+    "Readout",
     "Sampler",
     "chain_probabilities",
     "chain_scores",
     "chain_seed",
-    "chain_softmax",
     "correction_offset",
+    "decide",
+    "encode",
     "fit_temperature",
     "row_noise",
 ]
@@ -61,9 +63,7 @@ def row_noise(seeds, n_samples: int, n_draws: int, n_classes: int, device):
     return torch.stack(draws).to(device)
 
 
-def chain_scores(
-    y0: np.ndarray, prediction_type: str, multilabel: bool = False
-) -> np.ndarray:
+def chain_scores(y0, prediction_type: str, multilabel: bool = False):
     """The chains' class scores, whose ``softmax(scores / T)`` are probabilities.
 
     ``y_0`` itself, except for ``"logit_residual"``, whose ``y_0`` is already a
@@ -73,30 +73,73 @@ def chain_scores(
     probability (``"logit_residual"``) or its 0/1 indicator denoised (the
     other types), clipped to ``[1e-7, 1 - 1e-7]``, so that ``T = 1`` returns
     the clipped ``y_0``.
+
+    Torch tensors in, tensors out (the ONNX graph traces this function);
+    numpy arrays in, arrays out.
     """
+    if isinstance(y0, np.ndarray):
+        return chain_scores(torch.from_numpy(y0), prediction_type, multilabel).numpy()
     if multilabel:
-        p = np.clip(y0, 1e-7, 1 - 1e-7)
-        return np.log(p) - np.log1p(-p)
+        p = y0.clamp(1e-7, 1 - 1e-7)
+        return p.log() - (-p).log1p()
     if prediction_type == "logit_residual":
-        return np.log(np.clip(y0, 1e-12, None))
+        return y0.clamp_min(1e-12).log()
     return y0
 
 
-def chain_softmax(y0: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities of each chain: ``softmax(y_0 / temperature)`` on the last axis."""
-    z = y0 / temperature
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def chain_probabilities(
-    scores: np.ndarray, temperature: float, multilabel: bool = False
-) -> np.ndarray:
+def chain_probabilities(scores, temperature: float, multilabel: bool = False):
     """Probabilities of each chain from its :func:`chain_scores`: their
-    softmax at ``temperature``, or (multi-label) each label's sigmoid."""
+    softmax at ``temperature`` on the last axis, or (multi-label) each
+    label's sigmoid. Tensors or arrays, as :func:`chain_scores`."""
+    if isinstance(scores, np.ndarray):
+        scores = torch.from_numpy(scores)
+        return chain_probabilities(scores, temperature, multilabel).numpy()
+    z = scores / temperature
+    return z.sigmoid() if multilabel else z.softmax(-1)
+
+
+def decide(proba, classes, multilabel: bool = False) -> np.ndarray:
+    """Labels from probabilities ``(n, K)``, the one rule of every predictor:
+    the class of highest probability, or (multi-label) the int 0/1 indicator
+    of the labels of probability at least 0.5."""
+    proba = np.asarray(proba)
     if multilabel:
-        return 0.5 * (1.0 + np.tanh(0.5 * scores / temperature))
-    return chain_softmax(scores, temperature)
+        return (proba >= 0.5).astype(np.int64)
+    return np.asarray(classes)[np.argmax(proba, axis=1)]
+
+
+@dataclass
+class Readout:
+    """How a fitted model reads its chains: scores less the correction offset,
+    then probabilities at the fitted temperature.
+
+    The estimator and the ONNX graph both read chains through it.
+    """
+
+    prediction_type: str
+    multilabel: bool = False
+    offset: np.ndarray | float = 0.0  # subtracted from the scores
+    temperature: float = 1.0
+
+    def scores(self, y0, centre: bool = True):
+        """:func:`chain_scores`, less ``offset`` unless ``centre`` is False."""
+        scores = chain_scores(y0, self.prediction_type, self.multilabel)
+        if not centre:
+            return scores
+        offset = self.offset
+        if isinstance(scores, torch.Tensor):
+            offset = torch.as_tensor(offset, dtype=scores.dtype)
+        return scores - offset
+
+    def chain_proba(self, y0, centre: bool = True):
+        """Probabilities of every chain, ``(n, n_samples, K)``."""
+        return chain_probabilities(
+            self.scores(y0, centre), self.temperature, self.multilabel
+        )
+
+    def proba(self, y0, centre: bool = True):
+        """``predict_proba``: the chains' probabilities averaged, ``(n, K)``."""
+        return self.chain_proba(y0, centre).mean(1)
 
 
 def correction_offset(
@@ -154,6 +197,17 @@ class Denoised(NamedTuple):
 CHAIN_ROWS = 2048
 
 
+def encode(guidance_model, denoiser, x, multilabel: bool = False):
+    """One pass of each network over a batch: the DCG model's outputs, its
+    details, the fused prior's probabilities and the denoiser's image
+    features (once per image, whatever the number of chains)."""
+    guide, details = guidance_model(x, return_details=True)
+    prior = label_probabilities(guide.fused.float(), multilabel)
+    with timed("denoiser encoder"):
+        features = denoiser.encode(denoiser_input(denoiser, x, details))
+    return guide, details, prior, features
+
+
 @dataclass
 class Sampler:
     """The reverse process used at prediction, from the estimator's settings.
@@ -168,8 +222,6 @@ class Sampler:
         DDIM stochasticity.
     prediction_type : {"epsilon", "sample", "logit_residual", "v_prediction"}
         What the denoiser outputs.
-    clip_range : float or None
-        Clip of the ``y_0`` estimate at every step (None: no clipping).
     multilabel : bool
         Whether the labels are independent findings (sigmoid priors).
     """
@@ -178,8 +230,7 @@ class Sampler:
     sampler: str = "ddim"
     n_steps: int = 10
     eta: float = 0.0
-    prediction_type: str = "epsilon"
-    clip_range: float | None = None
+    prediction_type: str = "logit_residual"
     multilabel: bool = False
 
     def n_head_evaluations(self) -> int:
@@ -196,6 +247,33 @@ class Sampler:
             return self.n_head_evaluations() + 1
         return 1
 
+    def chains(self, denoiser, features, prior, noise, n_samples: int, dtype=None):
+        """The reverse chains of ``n`` encoded rows: ``y_0`` of shape
+        ``(n, n_samples, K)``.
+
+        ``noise`` is ``(n * n_samples, n_draws, K)``: chain ``j`` of row ``i``
+        is row ``i * n_samples + j``.
+        """
+        features = features.repeat_interleave(n_samples, 0)
+        prior = prior.repeat_interleave(n_samples, 0)
+
+        def model_fn(y_t, t):
+            out = denoiser.head(features, y_t, prior, t)
+            return out.float() if dtype is None else out
+
+        y0 = reverse_chain(
+            self.schedule,
+            model_fn,
+            prior,
+            noise,
+            sampler=self.sampler,
+            n_steps=self.n_steps,
+            eta=self.eta,
+            prediction_type=self.prediction_type,
+            multilabel=self.multilabel,
+        )
+        return y0.view(-1, n_samples, y0.shape[-1])
+
     def denoise(
         self,
         batches,
@@ -211,10 +289,10 @@ class Sampler:
 
         ``batches`` yields ``(positions, network input, raw rows)``;
         ``networks`` is ``(guidance, denoiser, dtype)``. Each image is encoded
-        once; its chains run on the label head, together with those of the
-        next batches up to :data:`CHAIN_ROWS` rows, their noise drawn from the
-        row's own seed. With ``with_features``, the :class:`Denoised` also
-        holds the feature statistics of the denoiser's encoder.
+        once (:func:`encode`); its chains run on the label head, together
+        with those of the next batches up to :data:`CHAIN_ROWS` chains, their
+        noise drawn from the row's own seed. With ``with_features``, the
+        :class:`Denoised` also holds the typicality statistics.
         """
         guidance_model, denoiser, dtype = networks
         n_draws = self.n_noise_draws()
@@ -224,25 +302,9 @@ class Sampler:
             """The reverse chains of the pending batches, as one batch."""
             features, prior, noise = (torch.cat(parts) for parts in zip(*pending))
             pending.clear()
-
-            def model_fn(y_t, t):
-                out = denoiser.head(features, y_t, prior, t)
-                return out.float() if dtype is None else out
-
             with torch.inference_mode(), autocast(device), timed("reverse chain"):
-                y0 = reverse_chain(
-                    self.schedule,
-                    model_fn,
-                    prior,
-                    noise,
-                    sampler=self.sampler,
-                    n_steps=self.n_steps,
-                    eta=self.eta,
-                    prediction_type=self.prediction_type,
-                    clip_range=self.clip_range,
-                    multilabel=self.multilabel,
-                )
-            outputs.append(y0.view(-1, n_samples, y0.shape[-1]).cpu().double())
+                y0 = self.chains(denoiser, features, prior, noise, n_samples, dtype)
+            outputs.append(y0.cpu().double())
 
         for _, x, raw in batches:
             with timed("noise draws"):
@@ -251,28 +313,21 @@ class Sampler:
             x = x if dtype is None else x.to(dtype)
             noise = noise if dtype is None else noise.to(dtype)
             with torch.inference_mode(), autocast(device):
-                guide, details = guidance_model(x, return_details=True)
-                prior = label_probabilities(guide.fused.float(), self.multilabel)
+                guide, details, prior, features = encode(
+                    guidance_model, denoiser, x, self.multilabel
+                )
                 priors.append(prior.cpu().double())
                 prior = prior if dtype is None else prior.to(dtype)
                 if with_features:
                     with timed("feature statistics"):
-                        features = typicality_statistics(
+                        stats = typicality_statistics(
                             guidance_model, denoiser, x, details
                         )
-                        statistics.append(features.cpu().double())
-                with timed("denoiser encoder"):
-                    features = denoiser.encode(denoiser_input(denoiser, x, details))
-            pending.append(
-                (
-                    features.repeat_interleave(n_samples, 0),
-                    prior.repeat_interleave(n_samples, 0),
-                    noise,
-                )
-            )
+                        statistics.append(stats.cpu().double())
+            pending.append((features, prior, noise))
             # The label head's steps cost about as much for 32 rows as for a
             # thousand: run them for many batches at once.
-            if sum(len(part[0]) for part in pending) >= CHAIN_ROWS:
+            if sum(len(part[0]) for part in pending) * n_samples >= CHAIN_ROWS:
                 run_chains()
         if pending:
             run_chains()

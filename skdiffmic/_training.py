@@ -3,10 +3,16 @@
 Stage 1 pre-trains the guidance (DCG) model with cross-entropy on its fused
 logits (binary cross-entropy per label for multi-label targets). Stage 2
 trains the denoiser on the dual-guidance objective and keeps training the DCG
-model with one cross-entropy step per batch. One forward pass
-of each network per batch: the DCG pass that gives the priors is the one the
-cross-entropy step back-propagates through (the priors are detached), and the
-denoiser's image features are shared by the fused, global and local paths.
+model with one cross-entropy step per batch. One forward pass of each network
+per batch: the DCG pass that gives the priors is the one the cross-entropy
+step back-propagates through (the priors are detached), and the denoiser's
+image features are shared by the fused, global and local paths.
+
+The loop (:func:`fit_diffmic`) is a few named steps over one :class:`Progress`:
+:meth:`Trainer.guidance_step`, :meth:`Trainer.denoiser_step` (its EMA update
+included), :meth:`Trainer.end_epoch` (validation, best epoch, early
+stopping); checkpoints (:class:`Checkpoint`), the progress bar and Ctrl-C are
+handled around it.
 """
 
 from __future__ import annotations
@@ -16,30 +22,40 @@ import math
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._batching import (
+    autocast,
+    balanced_sample_weight,
+    epoch_order,
+    epoch_size,
+    iter_batches,
+)
 from ._diffusion import NoiseSchedule, antithetic_timesteps
 from ._losses import classification_loss, gaussian_mmd
 from ._networks import denoiser_input, init_from_guidance
 from ._profiling import timed
-from ._targets import label_probabilities, label_sample_weight
+from ._targets import label_probabilities
 
 __all__ = [
-    "Batch",
+    "WARMUP_FRACTION",
     "Checkpoint",
     "ModelEMA",
+    "Progress",
     "TrainConfig",
-    "autocast",
+    "Trainer",
     "fit_diffmic",
-    "iter_batches",
+    "warmup_cosine",
 ]
+
+# Share of the steps over which the learning rates warm up linearly.
+WARMUP_FRACTION = 0.05
+GRAD_CLIP = 1.0
 
 
 @dataclass
@@ -51,9 +67,13 @@ class TrainConfig:
     batch_size: int
     learning_rate: float
     guidance_learning_rate: float
-    mmd_weight: float
-    guidance: str
+    guidance_schedule: str  # "constant" (the paper's) or "cosine"
+    mmd_weight: float  # 0: the fused path alone
+    prediction_type: str
     ema_decay: float
+    # Copy the trained DCG global encoder into the denoiser's encoder when the
+    # diffusion stage starts ("guidance"); anything else leaves it as it is.
+    denoiser_init: str = "scratch"
     augment: object = None  # a callable (batch, generator) -> batch, or None
     # Per-class weights (n_classes,), or per-label pos_weight multi-label; or None.
     class_weight: object = None
@@ -66,32 +86,22 @@ class TrainConfig:
     balanced_sampling: bool = False
     checkpoint: object = None  # a Checkpoint, or None
     compile: bool = False
-    warmup_fraction: float = 0.05
-    grad_clip: float = 1.0
-    prediction_type: str = "epsilon"
-    # Rows of the diffusion loss weigh 1 + focal_weight * (1 - p_true), p_true
-    # the fused prior's probability of the true class (DiffMIC-v2's focal term).
-    focal_weight: float = 0.0
-    # Copy the trained DCG global encoder into the denoiser's encoder when the
-    # diffusion stage starts.
-    denoiser_init: str = "scratch"
-    # Train the denoiser on out-of-fold priors from this many copies of the
-    # DCG model (see CrossFitGuidance); None: the DCG model's own priors.
-    prior_folds: int | None = None
-    # Standard deviation of Gaussian noise on the DCG logits that become the
-    # denoiser's training priors (0: the priors as they are).
-    prior_noise: float = 0.0
-    # Train the denoiser on the priors of a frozen copy of the DCG model taken
-    # when the diffusion stage starts, while the DCG model trains on.
-    prior_snapshot: bool = False
-    # The DCG model's learning rate over the whole fit: "constant" (the
-    # paper's) or "cosine" (the denoiser's warm-up and cosine decay, spread
-    # over the guidance and diffusion epochs together).
-    guidance_schedule: str = "constant"
     # Independent labels (an indicator y): sigmoid priors and binary
     # cross-entropy; class_weight then holds each label's pos_weight.
     multilabel: bool = False
     verbose: int = 0
+
+
+@dataclass
+class Progress:
+    """Where a fit stands; what a checkpoint stores besides the weights."""
+
+    epoch: int = 0  # epochs completed, both stages
+    history: list = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int = 0  # diffusion epoch of best_state
+    best_state: tuple | None = None  # (dcg, ema) state dicts of the best epoch
+    stale: int = 0  # epochs without improvement
 
 
 class ModelEMA:
@@ -117,90 +127,6 @@ class ModelEMA:
             shadow.lerp_(p.detach(), 1.0 - d)
         for shadow, b in zip(self.module.buffers(), model.buffers()):
             shadow.copy_(b)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA when supported; a no-op context elsewhere."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled
-    )
-
-
-class Batch(NamedTuple):
-    """One mini-batch: row positions, network input on the device, CPU rows."""
-
-    pos: np.ndarray
-    x: torch.Tensor
-    raw: torch.Tensor
-
-
-def iter_batches(images, indices, batch_size, preprocess, device):
-    """Yield a :class:`Batch` for each slice of ``indices``.
-
-    ``raw`` is what ``images.load`` returned (CPU, before ``preprocess``). The
-    next batch is loaded (files decoded) in a background thread while the
-    caller works on the current one.
-    """
-    indices = np.asarray(indices)
-    cuda = device.type == "cuda"
-    slices = [
-        indices[start : start + batch_size]
-        for start in range(0, len(indices), batch_size)
-    ]
-    with ThreadPoolExecutor(1, thread_name_prefix="skdiffmic-prefetch") as ahead:
-        pending = ahead.submit(images.load, slices[0]) if slices else None
-        for k, pos in enumerate(slices):
-            with timed("decode"):
-                raw = pending.result()
-            if k + 1 < len(slices):
-                pending = ahead.submit(images.load, slices[k + 1])
-            yield _to_network(pos, raw, preprocess, device, cuda)
-
-
-def _to_network(pos, raw, preprocess, device, cuda) -> Batch:
-    """A loaded batch on the device, preprocessed, in the networks' layout."""
-    with timed("to device"):
-        batch = raw
-        if cuda:
-            batch = batch.pin_memory().to(device, non_blocking=True)
-        batch = preprocess(batch)
-        if batch.dim() == 4:  # images: the networks' memory format
-            batch = batch.contiguous(memory_format=torch.channels_last)
-    return Batch(pos, batch, raw)
-
-
-def _epoch_size(n, batch_size):
-    """Images seen per epoch: all but a trailing batch of one.
-
-    BatchNorm cannot train on one sample, so a last batch of one is dropped
-    (that image is seen again in the next epoch's shuffle).
-    """
-    return n - 1 if n > 1 and n % batch_size == 1 else n
-
-
-def balanced_sample_weight(y: torch.Tensor, n_classes: int = 0) -> torch.Tensor:
-    """Per-row drawing weights, inversely proportional to the row's class size
-    (``balanced_sampling``: every class drawn about equally often); for an
-    indicator ``y`` (multi-label), :func:`skdiffmic._targets.label_sample_weight`."""
-    if y.dim() == 2:
-        weights = label_sample_weight(y.cpu().numpy())
-        return torch.as_tensor(weights, dtype=torch.float64)
-    counts = torch.bincount(y, minlength=n_classes).double()
-    return (1.0 / counts.clamp_min(1))[y]
-
-
-def _epoch_order(n, batch_size, generator, sample_weight=None):
-    """Shuffled indices for one epoch (see :func:`_epoch_size`).
-
-    With ``sample_weight``, ``n`` rows are drawn with replacement in proportion
-    to it (class-balanced sampling).
-    """
-    if sample_weight is None:
-        order = torch.randperm(n, generator=generator)
-    else:
-        order = torch.multinomial(sample_weight, n, True, generator=generator)
-    return order.numpy()[: _epoch_size(n, batch_size)]
 
 
 class Checkpoint:
@@ -250,128 +176,24 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
-def guidance_optimizer(dcg: nn.Module, learning_rate: float, factor=None):
-    """The DCG model's optimiser and its learning-rate scheduler.
+def warmup_cosine(total_steps: int, warmup_fraction: float = WARMUP_FRACTION):
+    """Learning-rate factor of each step: linear warm-up, then cosine to 0."""
+    warmup = max(1, int(round(warmup_fraction * total_steps)))
 
-    Adam with amsgrad (the paper's), one multi-tensor update (``foreach``) on
-    every device. The scheduler multiplies ``learning_rate`` by
-    ``factor(step)``: 1 throughout by default (``guidance_schedule=
-    "constant"``, the paper's), or the warm-up and cosine decay of
-    :func:`_lr_lambda` (``"cosine"``, as the denoiser's and the CNN
-    baseline's). Its cross-fitting copies get the same.
-    """
-    optimizer = torch.optim.Adam(
-        dcg.parameters(), lr=learning_rate, amsgrad=True, foreach=True
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor or _constant_lr)
-    return optimizer, scheduler
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
 
 
-def _constant_lr(step: int) -> float:
+def _constant(step: int) -> float:
     return 1.0
 
 
-def stratified_folds(y: torch.Tensor, k: int, generator) -> torch.Tensor:
-    """A fold in ``[0, k)`` for each row, each class spread evenly over them
-    (for an indicator ``y``, label sets: the rows shuffled and dealt out)."""
-    if y.dim() == 2:
-        return torch.randperm(len(y), generator=generator) % k
-    fold = torch.empty(len(y), dtype=torch.long)
-    for c in torch.unique(y):
-        rows = torch.nonzero(y == c).squeeze(1)
-        rows = rows[torch.randperm(len(rows), generator=generator)]
-        fold[rows] = torch.arange(len(rows)) % k
-    return fold
-
-
-class CrossFitGuidance:
-    """Out-of-fold priors for the denoiser: ``k`` copies of the DCG model.
-
-    The rows are split into ``k`` stratified folds. Copy ``j`` starts from the
-    DCG model's initial weights and trains, step for step with it (same
-    batches, loss and learning rate), on the rows outside fold ``j`` only. In
-    the diffusion stage each row's priors come from the copy that never
-    trained on it, in evaluation mode as at prediction. The denoiser thus
-    learns to correct priors that err the way the DCG model's do on new
-    images, instead of in-sample priors that are already right. The copies
-    are dropped after the fit; prediction uses the DCG model itself.
-    """
-
-    def __init__(
-        self,
-        dcg,
-        y,
-        k,
-        learning_rate,
-        generator,
-        multilabel=False,
-        factor=None,
-    ):
-        # The folds draw from a generator of their own, so that the rest of
-        # the fit (batch order, augmentation, noise) draws what it would
-        # without cross-fitting.
-        folds = torch.Generator().manual_seed(generator.initial_seed() + 1)
-        self.fold = stratified_folds(y, k, folds)
-        self.models = [copy.deepcopy(dcg) for _ in range(k)]
-        pairs = [guidance_optimizer(m, learning_rate, factor) for m in self.models]
-        self.optimizers = [opt for opt, _ in pairs]
-        self.schedulers = [sched for _, sched in pairs]
-        # A constant rate's schedulers hold nothing worth resuming.
-        self.scheduled = factor is not None
-        self.multilabel = multilabel
-
-    def parts(self) -> dict:
-        """The copies and their optimisers, by name (for checkpoints)."""
-        parts = {}
-        for j, (model, opt) in enumerate(zip(self.models, self.optimizers)):
-            parts[f"fold_dcg{j}"] = model
-            parts[f"fold_guidance_opt{j}"] = opt
-            if self.scheduled:
-                parts[f"fold_guidance_scheduler{j}"] = self.schedulers[j]
-        return parts
-
-    def step(self, x, target, pos, class_weight, device, priors: bool):
-        """One cross-entropy step of each copy on its rows of the batch; with
-        ``priors``, the batch's out-of-fold logits (fused, global, local)."""
-        fold = self.fold[pos].to(device)
-        out = None
-        for j, (model, opt) in enumerate(zip(self.models, self.optimizers)):
-            inside = fold != j
-            if int(inside.sum()) > 1:  # BatchNorm needs two rows to train
-                model.train()
-                with autocast(device), timed("cross-fit dcg"):
-                    guide = model(x[inside])
-                ce = classification_loss(
-                    guide.fused.float(),
-                    target[inside],
-                    class_weight,
-                    multilabel=self.multilabel,
-                )
-                opt.zero_grad(set_to_none=True)
-                with timed("cross-fit dcg"):
-                    ce.backward()
-                    opt.step()
-            # Every copy's rate follows the DCG model's steps, whether or not
-            # the copy trained on this batch (PyTorch warns when a scheduler
-            # steps before its optimiser has).
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler")
-                self.schedulers[j].step()
-            held = ~inside
-            if priors and bool(held.any()):
-                model.eval()
-                with torch.no_grad(), autocast(device), timed("cross-fit dcg"):
-                    guide = model(x[held])
-                if out is None:
-                    out = [
-                        torch.empty(len(pos), g.shape[1], device=device) for g in guide
-                    ]
-                for full, part in zip(out, guide):
-                    full[held] = part.float()
-        return out
-
-
-def _weighted_mean(loss, weights=None):
+def weighted_mean(loss, weights=None):
     """Mean of per-row losses; with ``weights``, their weighted mean.
 
     Normalised by the sum of the weights (as ``cross_entropy`` does with
@@ -388,49 +210,221 @@ def _weighted_mean(loss, weights=None):
     return (weights * loss).sum() / weights.sum().clamp_min(1e-12)
 
 
-def _row_weights(labels, class_weight, prior, focal_weight, multilabel=False):
-    """Weights of the diffusion loss's rows (None: all equal).
-
-    The class weight of each row's class, times DiffMIC-v2's focal term
-    ``1 + focal_weight * (1 - p_true)``, which weighs up the rows the prior
-    gets wrong. Multi-label, a weight per label ``(B, K)``: the label's
-    ``pos_weight`` on its positive rows (1 on the others), times the focal
-    term of the prior's probability of the row's true value of the label.
-    """
+def row_weights(labels, class_weight, multilabel=False):
+    """Weights of the denoiser loss's rows (None: all equal): each row's class
+    weight; multi-label, a weight per label ``(B, K)``, the label's
+    ``pos_weight`` on its positive rows and 1 on the others."""
+    if class_weight is None:
+        return None
     if multilabel:
-        weights = None
-        if class_weight is not None:
-            weights = 1 + (class_weight - 1) * labels
-        if focal_weight > 0:
-            p_true = torch.where(labels == 1, prior, 1 - prior)
-            focal = 1 + focal_weight * (1 - p_true)
-            weights = focal if weights is None else weights * focal
-        return weights
-    weights = None if class_weight is None else class_weight[labels]
-    if focal_weight > 0:
-        p_true = prior.gather(1, labels[:, None]).squeeze(1)
-        focal = 1 + focal_weight * (1 - p_true)
-        weights = focal if weights is None else weights * focal
-    return weights
+        return 1 + (class_weight - 1) * labels
+    return class_weight[labels]
 
 
-def _snapshot(*modules):
+def _state_copy(*modules):
     """Detached copies of the modules' state dicts (same device)."""
     return tuple(
         {k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules
     )
 
 
-def _lr_lambda(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(round(warmup_fraction * total_steps)))
+class Trainer:
+    """The networks, optimisers and schedules of one fit, and its steps.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Every random draw (batch order, augmentation, timesteps, noise) comes
+    from ``generator``, in the order the steps make them.
+    """
 
-    return factor
+    def __init__(self, dcg, denoiser, *, n, n_classes, schedule, config, device):
+        self.dcg, self.denoiser, self.config = dcg, denoiser, config
+        self.schedule: NoiseSchedule = schedule
+        self.device, self.n_classes = device, n_classes
+        steps = math.ceil(epoch_size(n, config.batch_size) / config.batch_size)
+        # foreach: one multi-tensor update instead of a Python loop over the
+        # tensors (PyTorch's default on CUDA only). The DCG model: Adam with
+        # amsgrad (the paper's), constant or a cosine over both stages.
+        self.scheduled = config.guidance_schedule == "cosine"
+        guidance_steps = steps * (config.guidance_epochs + config.max_epochs)
+        self.guidance_opt = torch.optim.Adam(
+            dcg.parameters(),
+            lr=config.guidance_learning_rate,
+            amsgrad=True,
+            foreach=True,
+        )
+        self.guidance_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.guidance_opt,
+            warmup_cosine(guidance_steps) if self.scheduled else _constant,
+        )
+        self.optimizer = torch.optim.Adam(
+            denoiser.parameters(), lr=config.learning_rate, foreach=True
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(max(1, steps * config.max_epochs))
+        )
+        self.ema = ModelEMA(denoiser, config.ema_decay)
+        self.class_weight = None
+        if config.class_weight is not None:
+            self.class_weight = torch.as_tensor(
+                config.class_weight, dtype=torch.float32
+            ).to(device)
+        self.eye = torch.eye(n_classes, device=device)
+
+    # ---------------------------------------------------------- state --
+    def parts(self) -> dict:
+        """Everything with a state dict that a checkpoint stores, by name."""
+        parts = {
+            "dcg": self.dcg,
+            "denoiser": self.denoiser,
+            "ema": self.ema.module,
+            "guidance_opt": self.guidance_opt,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+        }
+        if self.scheduled:  # a constant rate's scheduler holds nothing
+            parts["guidance_scheduler"] = self.guidance_scheduler
+        return parts
+
+    def state(self, generator, progress: Progress) -> dict:
+        return {
+            **{name: part.state_dict() for name, part in self.parts().items()},
+            "ema_updates": self.ema.updates,
+            "generator": generator.get_state(),
+            "progress": asdict(progress),
+        }
+
+    def restore(self, saved: dict, generator) -> Progress:
+        for name, part in self.parts().items():
+            part.load_state_dict(saved[name])
+        self.ema.updates = int(saved["ema_updates"])
+        generator.set_state(saved["generator"])
+        return Progress(**saved["progress"])
+
+    # ---------------------------------------------------------- steps --
+    def start_diffusion(self) -> None:
+        """At the first diffusion epoch: the denoiser's encoder from the DCG
+        model's trained global encoder, with ``denoiser_init="guidance"``."""
+        if self.config.denoiser_init != "guidance":
+            return
+        init_from_guidance(self.ema.module, self.dcg)
+        if init_from_guidance(self.denoiser, self.dcg) == 0:
+            warnings.warn(
+                "denoiser_init='guidance' found no tensor of the guidance "
+                "model's global encoder in the denoiser's encoder; the "
+                "denoiser starts from scratch.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    def guidance_step(self, x, target):
+        """One cross-entropy step of the DCG model; its outputs and loss."""
+        with autocast(self.device):
+            guide, details = self.dcg(x, return_details=True)
+        ce = classification_loss(
+            guide.fused.float(),
+            target,
+            self.class_weight,
+            multilabel=self.config.multilabel,
+        )
+        self.guidance_opt.zero_grad(set_to_none=True)
+        with timed("dcg backward"):
+            ce.backward()
+        with timed("optimiser"):
+            self.guidance_opt.step()
+            self.guidance_scheduler.step()
+        return guide, details, ce.item()
+
+    def denoiser_step(self, x, target, guide, details, generator) -> dict:
+        """One step of the denoiser on the detached priors, and its EMA."""
+        config, schedule, multilabel = self.config, self.schedule, self.config.multilabel
+        b = len(target)
+        priors = [label_probabilities(g.detach().float(), multilabel) for g in guide]
+        y0 = target if multilabel else self.eye[target]
+        t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(self.device)
+        eps = torch.randn(b, self.n_classes, generator=generator).to(self.device)
+        kind = config.prediction_type
+        with autocast(self.device), timed("denoiser encoder"):
+            features = self.denoiser.encode(denoiser_input(self.denoiser, x, details))
+        with autocast(self.device), timed("label head"):
+            y_t = schedule.q_sample(y0, priors[0], t, eps)
+            out = self.denoiser.head(features, y_t, priors[0], t).float()
+            per_row = schedule.training_loss(out, y0, priors[0], t, eps, kind, multilabel)
+            fused = weighted_mean(
+                per_row, row_weights(target, self.class_weight, multilabel)
+            )
+            mmd = torch.zeros((), device=self.device)
+            if config.mmd_weight > 0:
+                # The global and local paths share the noise draw; MMD compares
+                # the distributions of output and target.
+                for prior in priors[1:]:
+                    y_t_path = schedule.q_sample(y0, prior, t, eps)
+                    out_path = self.denoiser.head(features, y_t_path, prior, t)
+                    out_path, goal = schedule.training_pair(
+                        out_path.float(), y0, prior, t, eps, kind, multilabel
+                    )
+                    mmd = mmd + gaussian_mmd(goal, out_path)
+            loss = fused + config.mmd_weight * mmd
+        self.optimizer.zero_grad(set_to_none=True)
+        with timed("denoiser backward"):
+            loss.backward()
+        with timed("optimiser"):
+            nn.utils.clip_grad_norm_(self.denoiser.parameters(), GRAD_CLIP)
+            self.optimizer.step()
+            self.scheduler.step()
+        with timed("ema"):
+            self.ema.update(self.denoiser)
+        return {
+            "denoiser_loss": fused.item(),
+            "mmd_loss": mmd.item(),
+            "diffusion_loss": loss.item(),
+        }
+
+    def run_epoch(self, epoch, images, y_all, preprocess, generator, sample_weight):
+        """One epoch of both stages' steps; the epoch's mean losses."""
+        config = self.config
+        diffusion = epoch >= config.guidance_epochs
+        self.dcg.train()
+        self.denoiser.train()
+        order = epoch_order(len(images), config.batch_size, generator, sample_weight)
+        sums, n_batches = {"guidance_loss": 0.0}, 0
+        for pos, x, _ in iter_batches(
+            images, order, config.batch_size, preprocess, self.device
+        ):
+            if config.augment is not None:
+                with timed("augment"):
+                    x = config.augment(x, generator)
+            target = y_all[pos].to(self.device)
+            guide, details, ce = self.guidance_step(x, target)
+            sums["guidance_loss"] += ce
+            n_batches += 1
+            if diffusion:
+                losses = self.denoiser_step(x, target, guide, details, generator)
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + value
+        return {k: v / max(1, n_batches) for k, v in sums.items()}
+
+    def end_epoch(self, record, progress: Progress):
+        """After a diffusion epoch: validate, keep the best, count stale epochs.
+
+        Returns the state of the epoch's weights (kept for Ctrl-C), and
+        whether early stopping ends the fit.
+        """
+        config = self.config
+        state = _state_copy(self.dcg, self.ema.module)
+        if config.validate is None:
+            return state, False
+        with timed("validation"):
+            self.dcg.eval()
+            record.update(config.validate(self.dcg, self.ema.module))
+        score = record["val_macro_f1"]
+        if progress.best_score is None or score > progress.best_score + config.tol:
+            progress.best_score = score
+            progress.best_epoch = record["epoch"] - config.guidance_epochs
+            progress.best_state = state
+            progress.stale = 0
+        else:
+            progress.stale += 1
+        stop = config.early_stopping and progress.stale >= config.n_iter_no_change
+        return state, stop
 
 
 def fit_diffmic(
@@ -461,107 +455,33 @@ def fit_diffmic(
     ema : ModelEMA
         The moving average of the denoiser, used for prediction.
     history : list of dict
-        One record per epoch: stage, losses, wall time and, with validation,
-        the validation metrics.
+        One record per epoch (see the estimator's ``history_``).
     result : dict
         ``n_epochs`` (diffusion epochs completed) and ``best_epoch`` (the one
         whose weights the models hold on return: the best by validation
         macro-F1 when validating, else the last completed).
     """
-    n = len(images)
-    multilabel = config.multilabel
-    y_all = torch.as_tensor(y, dtype=torch.float32 if multilabel else torch.long)
-    class_weight = None
-    if config.class_weight is not None:
-        class_weight = torch.as_tensor(config.class_weight, dtype=torch.float32)
-        class_weight = class_weight.to(device)
+    dtype = torch.float32 if config.multilabel else torch.long
+    y_all = torch.as_tensor(y, dtype=dtype)
     sample_weight = (
         balanced_sample_weight(y_all, n_classes) if config.balanced_sampling else None
     )
-    steps_per_epoch = math.ceil(_epoch_size(n, config.batch_size) / config.batch_size)
-    total_steps = max(1, steps_per_epoch * config.max_epochs)
-    # The DCG model's rate: constant, or a cosine over the DCG steps of both
-    # stages (one per batch).
-    scheduled = config.guidance_schedule == "cosine"
-    guidance_factor = None
-    if scheduled:
-        guidance_steps = steps_per_epoch * (config.guidance_epochs + config.max_epochs)
-        guidance_factor = _lr_lambda(guidance_steps, config.warmup_fraction)
-    guidance_opt, guidance_scheduler = guidance_optimizer(
-        dcg, config.guidance_learning_rate, guidance_factor
+    trainer = Trainer(
+        dcg,
+        denoiser,
+        n=len(images),
+        n_classes=n_classes,
+        schedule=schedule,
+        config=config,
+        device=device,
     )
-    # foreach: one multi-tensor update instead of a Python loop over the
-    # tensors (PyTorch's default on CUDA only).
-    optimizer = torch.optim.Adam(
-        denoiser.parameters(), lr=config.learning_rate, foreach=True
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, config.warmup_fraction)
-    )
-    ema = ModelEMA(denoiser, config.ema_decay)
-    cross_fit = None
-    if config.prior_folds:
-        cross_fit = CrossFitGuidance(
-            dcg,
-            y_all,
-            config.prior_folds,
-            config.guidance_learning_rate,
-            generator,
-            multilabel,
-            guidance_factor,
-        )
-    # The snapshot is set when the diffusion stage starts; made here so that
-    # checkpoints hold it.
-    snapshot = copy.deepcopy(dcg).eval() if config.prior_snapshot else None
-    if snapshot is not None:
-        for p in snapshot.parameters():
-            p.requires_grad_(False)
-    dual = config.guidance == "dual"
-    # The priors' noise draws from a generator of its own, so that the rest of
-    # the fit (batch order, augmentation, noise) draws what it would without.
-    prior_noise = None
-    if config.prior_noise > 0:
-        prior_noise = torch.Generator().manual_seed(generator.initial_seed() + 2)
-    eye = torch.eye(n_classes, device=device)
-    # The clean label vector y_0 of a batch: one-hot, or the indicator itself.
-    label_vector = (lambda target: target) if multilabel else (lambda t: eye[t])
     n_guidance = config.guidance_epochs
     total_epochs = n_guidance + config.max_epochs
-
-    progress = {
-        "epoch": 0,  # epochs completed, both stages
-        "history": [],
-        "best_score": None,
-        "best_epoch": 0,
-        "best_state": None,
-        "stale": 0,
-    }
-    parts = {
-        "dcg": dcg,
-        "denoiser": denoiser,
-        "ema": ema.module,
-        "guidance_opt": guidance_opt,
-        # A constant rate's scheduler holds nothing worth resuming.
-        **({"guidance_scheduler": guidance_scheduler} if scheduled else {}),
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        **(cross_fit.parts() if cross_fit is not None else {}),
-        **({"snapshot_dcg": snapshot} if snapshot is not None else {}),
-    }
     saved = config.checkpoint.load() if config.checkpoint is not None else None
-    if saved is not None:
-        for name, part in parts.items():
-            part.load_state_dict(saved[name])
-        ema.updates = int(saved["ema_updates"])
-        generator.set_state(saved["generator"])
-        if prior_noise is not None:
-            prior_noise.set_state(saved["prior_noise_generator"])
-        progress.update({k: saved[k] for k in progress})
-    history = progress["history"]
+    progress = Progress() if saved is None else trainer.restore(saved, generator)
     last_state = None
-    if progress["epoch"] > n_guidance:
-        last_state = _snapshot(dcg, ema.module)
-
+    if progress.epoch > n_guidance:
+        last_state = _state_copy(dcg, trainer.ema.module)
     if config.compile:
         # In place, so state dicts keep their keys; undone before returning.
         dcg.compile()
@@ -569,165 +489,39 @@ def fit_diffmic(
     interrupted = False
     bar = tqdm(
         total=total_epochs,
-        initial=progress["epoch"],
+        initial=progress.epoch,
         disable=not config.verbose,
         desc="DiffMIC",
         unit="epoch",
     )
     try:
-        for epoch in range(progress["epoch"], total_epochs):
+        for epoch in range(progress.epoch, total_epochs):
             start = time.perf_counter()
-            dcg.train()
-            denoiser.train()
-            order = _epoch_order(n, config.batch_size, generator, sample_weight)
-            sums = {"guidance_loss": 0.0}
-            if epoch >= n_guidance:
-                sums.update(diffusion_loss=0.0, mse=0.0, mmd=0.0)
-            n_batches = 0
-            if epoch == n_guidance and snapshot is not None:
-                snapshot.load_state_dict(dcg.state_dict())
-            if epoch == n_guidance and config.denoiser_init == "guidance":
-                init_from_guidance(ema.module, dcg)
-                if init_from_guidance(denoiser, dcg) == 0:
-                    warnings.warn(
-                        "denoiser_init='guidance' found no tensor of the guidance "
-                        "model's global encoder in the denoiser's encoder; the "
-                        "denoiser starts from scratch.",
-                        UserWarning,
-                        stacklevel=3,
-                    )
-            for pos, x, _ in iter_batches(
-                images, order, config.batch_size, preprocess, device
-            ):
-                if config.augment is not None:
-                    with timed("augment"):
-                        x = config.augment(x, generator)
-                target = y_all[pos].to(device)
-                # One DCG pass: its cross-entropy step, and (in the diffusion
-                # stage) its detached priors.
-                with autocast(device):
-                    guide, details = dcg(x, return_details=True)
-                ce = classification_loss(
-                    guide.fused.float(), target, class_weight, multilabel=multilabel
-                )
-                guidance_opt.zero_grad(set_to_none=True)
-                with timed("dcg backward"):
-                    ce.backward()
-                with timed("optimiser"):
-                    guidance_opt.step()
-                    guidance_scheduler.step()
-                n_batches += 1
-                sums["guidance_loss"] += ce.item()
-                if cross_fit is not None:
-                    # With priors, the copies' out-of-fold logits replace the
-                    # DCG model's in-sample ones for the denoiser.
-                    guide = (
-                        cross_fit.step(
-                            x, target, pos, class_weight, device, epoch >= n_guidance
-                        )
-                        or guide
-                    )
-                if epoch < n_guidance:
-                    continue
-                if snapshot is not None:
-                    # The snapshot's logits, in evaluation mode as at
-                    # prediction, replace the DCG model's for the denoiser.
-                    with torch.no_grad(), autocast(device), timed("snapshot dcg"):
-                        guide = snapshot(x)
-
-                b = len(pos)
-                logits = [g.detach().float() for g in guide]
-                if prior_noise is not None:
-                    logits = [
-                        g
-                        + config.prior_noise
-                        * torch.randn(g.shape, generator=prior_noise).to(device)
-                        for g in logits
-                    ]
-                priors = [label_probabilities(g, multilabel) for g in logits]
-                y0 = label_vector(target)
-                t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(device)
-                eps = torch.randn(b, n_classes, generator=generator).to(device)
-                weights = _row_weights(
-                    target, class_weight, priors[0], config.focal_weight, multilabel
-                )
-                kind = config.prediction_type
-                with autocast(device), timed("denoiser encoder"):
-                    features = denoiser.encode(denoiser_input(denoiser, x, details))
-                with autocast(device), timed("label head"):
-                    y_t = schedule.q_sample(y0, priors[0], t, eps)
-                    out = denoiser.head(features, y_t, priors[0], t).float()
-                    per_row = schedule.training_loss(
-                        out, y0, priors[0], t, eps, kind, multilabel
-                    )
-                    mse = _weighted_mean(per_row, weights)
-                    mmd = torch.zeros((), device=device)
-                    if dual:
-                        # The global and local paths share the noise draw; MMD
-                        # compares the distributions of output and target.
-                        for prior in priors[1:]:
-                            y_t_path = schedule.q_sample(y0, prior, t, eps)
-                            out_path = denoiser.head(features, y_t_path, prior, t)
-                            out_path, goal = schedule.training_pair(
-                                out_path.float(), y0, prior, t, eps, kind, multilabel
-                            )
-                            mmd = mmd + gaussian_mmd(goal, out_path)
-                    loss = mse + config.mmd_weight * mmd
-                optimizer.zero_grad(set_to_none=True)
-                with timed("denoiser backward"):
-                    loss.backward()
-                with timed("optimiser"):
-                    nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                with timed("ema"):
-                    ema.update(denoiser)
-                sums["diffusion_loss"] += loss.item()
-                sums["mse"] += mse.item()
-                sums["mmd"] += mmd.item()
-
+            if epoch == n_guidance:
+                trainer.start_diffusion()
             stage = "guidance" if epoch < n_guidance else "diffusion"
-            record = {"epoch": epoch + 1, "stage": stage}
-            record.update({k: v / max(1, n_batches) for k, v in sums.items()})
+            losses = trainer.run_epoch(
+                epoch, images, y_all, preprocess, generator, sample_weight
+            )
+            record = {"epoch": epoch + 1, "stage": stage, **losses}
             record["time"] = time.perf_counter() - start
-            postfix = {"stage": stage, "ce": f"{record['guidance_loss']:.4f}"}
+            stop = False
             if stage == "diffusion":
-                postfix["loss"] = f"{record['diffusion_loss']:.4f}"
-                last_state = _snapshot(dcg, ema.module)
-                if config.validate is not None:
-                    with timed("validation"):
-                        _validate_epoch(config, dcg, ema, record, progress, last_state)
-                    postfix["val_f1"] = f"{record['val_macro_f1']:.3f}"
-            history.append(record)
-            progress["epoch"] = epoch + 1
-            bar.set_postfix(postfix)
+                last_state, stop = trainer.end_epoch(record, progress)
+            progress.history.append(record)
+            progress.epoch = epoch + 1
+            bar.set_postfix(_postfix(record))
             bar.update(1)
             if config.checkpoint is not None:
-                config.checkpoint.save(
-                    {
-                        **{name: part.state_dict() for name, part in parts.items()},
-                        "ema_updates": ema.updates,
-                        "generator": generator.get_state(),
-                        **(
-                            {"prior_noise_generator": prior_noise.get_state()}
-                            if prior_noise is not None
-                            else {}
-                        ),
-                        **progress,
-                    }
-                )
-            if (
-                stage == "diffusion"
-                and config.early_stopping
-                and progress["stale"] >= config.n_iter_no_change
-            ):
+                config.checkpoint.save(trainer.state(generator, progress))
+            if stop:
                 break
     except KeyboardInterrupt:
         if last_state is None:
             raise
         interrupted = True
         warnings.warn(
-            f"Training interrupted after {progress['epoch'] - n_guidance} diffusion "
+            f"Training interrupted after {progress.epoch - n_guidance} diffusion "
             "epoch(s); keeping the best completed epoch.",
             UserWarning,
             stacklevel=3,
@@ -738,27 +532,20 @@ def fit_diffmic(
             module._compiled_call_impl = None  # plain modules to predict and pickle
     # The models hold the last epoch's weights unless training was cut short
     # mid-epoch, or validation picked an earlier epoch.
-    state = progress["best_state"] or (last_state if interrupted else None)
+    state = progress.best_state or (last_state if interrupted else None)
     if state is not None:
         dcg.load_state_dict(state[0])
-        ema.module.load_state_dict(state[1])
-    completed = max(0, progress["epoch"] - n_guidance)
-    result = {"n_epochs": completed, "best_epoch": progress["best_epoch"] or completed}
-    return ema, history, result
+        trainer.ema.module.load_state_dict(state[1])
+    completed = max(0, progress.epoch - n_guidance)
+    result = {"n_epochs": completed, "best_epoch": progress.best_epoch or completed}
+    return trainer.ema, progress.history, result
 
 
-def _validate_epoch(config, dcg, ema, record, progress, state):
-    """Score the epoch on the validation rows; track the best one."""
-    dcg.eval()
-    record.update(config.validate(dcg, ema.module))
-    score = record["val_macro_f1"]
-    best = progress["best_score"]
-    if best is None or score > best + config.tol:
-        progress.update(
-            best_score=score,
-            best_epoch=record["epoch"] - config.guidance_epochs,
-            best_state=state,
-            stale=0,
-        )
-    else:
-        progress["stale"] += 1
+def _postfix(record) -> dict:
+    """The progress bar's summary of an epoch's record."""
+    postfix = {"stage": record["stage"], "ce": f"{record['guidance_loss']:.4f}"}
+    if "diffusion_loss" in record:
+        postfix["loss"] = f"{record['diffusion_loss']:.4f}"
+    if "val_macro_f1" in record:
+        postfix["val_f1"] = f"{record['val_macro_f1']:.3f}"
+    return postfix

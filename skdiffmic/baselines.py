@@ -26,15 +26,14 @@ from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
 from ._losses import classification_loss
 from ._profiling import timed
 from ._targets import label_probabilities
-from ._training import (
-    TrainConfig,
-    _epoch_order,
-    _epoch_size,
-    _lr_lambda,
+from ._batching import (
     autocast,
     balanced_sample_weight,
+    epoch_order,
+    epoch_size,
     iter_batches,
 )
+from ._training import warmup_cosine
 
 __all__ = ["TimmClassifier"]
 
@@ -91,13 +90,13 @@ def _fit_cross_entropy(
     if class_weight is not None:
         weight = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
     sample_weight = balanced_sample_weight(y_all) if balanced_sampling else None
-    steps_per_epoch = math.ceil(_epoch_size(n, batch_size) / batch_size)
+    steps_per_epoch = math.ceil(epoch_size(n, batch_size) / batch_size)
     total_steps = max(1, steps_per_epoch * max_epochs)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=learning_rate, weight_decay=weight_decay, foreach=True
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, TrainConfig.warmup_fraction)
+        optimizer, warmup_cosine(total_steps)
     )
     history: list[dict] = []
     bar = tqdm(
@@ -107,7 +106,7 @@ def _fit_cross_entropy(
         start = time.perf_counter()
         model.train()
         total, n_batches = 0.0, 0
-        order = _epoch_order(n, batch_size, generator, sample_weight)
+        order = epoch_order(n, batch_size, generator, sample_weight)
         for pos, x, _ in iter_batches(images, order, batch_size, preprocess, device):
             if augment is not None:
                 with timed("augment"):
@@ -150,9 +149,9 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str, default="resnet18"
-        timm model name (DiffMIC's default is also ResNet18).
-    pretrained : bool or path, default=False
+    backbone : str, default="tf_efficientnet_lite0"
+        timm model name (DiffMIC's default too).
+    pretrained : bool or path, default=True
         ``False`` trains from scratch. ``True`` starts from ImageNet weights:
         offline for the backbones of
         :func:`skdiffmic.weights.available_backbones`, from timm's hub for
@@ -263,8 +262,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
     >>> y = np.array(["benign", "malignant"] * 10)
-    >>> clf = TimmClassifier(backbone="test_resnet", max_epochs=1, batch_size=10,
-    ...                      random_state=0).fit(X, y)
+    >>> clf = TimmClassifier(backbone="test_resnet", pretrained=False, max_epochs=1,
+    ...                      batch_size=10, random_state=0).fit(X, y)
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
     >>> set(clf.predict(X)) <= {"benign", "malignant"}
@@ -294,9 +293,9 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone="resnet18",
+        backbone="tf_efficientnet_lite0",
         *,
-        pretrained=False,
+        pretrained=True,
         image_size=None,
         image_shape=None,
         augment=True,

@@ -37,6 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._sampling import decide
 from ._targets import label_sets
 from .datasets._loaders import IMAGE_EXTENSIONS
 
@@ -149,10 +150,10 @@ def predict(args) -> int:
         chunk = paths[start : start + CHUNK]
         proba = model.predict_proba(chunk)
         frame = pd.DataFrame({"path": chunk})
-        if multilabel:  # the labels at 0.5, as predict gives them
-            frame["prediction"] = label_sets(labels, proba >= 0.5)
-        else:
-            frame["prediction"] = labels[proba.argmax(1)]
+        decided = decide(proba, labels, multilabel)  # as predict gives them
+        frame["prediction"] = (
+            label_sets(labels, decided.astype(bool)) if multilabel else decided
+        )
         for k, label in enumerate(labels):
             frame[f"proba[{label}]"] = proba[:, k]
         if args.uncertainty:

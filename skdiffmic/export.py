@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from ._base import ImageInputMixin
+from ._sampling import decide
 
 __all__ = ["OnnxClassifier", "to_onnx"]
 
@@ -71,17 +72,21 @@ _PREPROCESSING = (
 
 
 def _prediction_module(clf):
-    """A torch module running ``clf``'s prediction from decoded rows and noise."""
+    """A torch module running ``clf``'s prediction from decoded rows and noise:
+    the estimator's own steps (:func:`~skdiffmic._sampling.encode`,
+    :meth:`Sampler.chains <skdiffmic._sampling.Sampler.chains>` and its
+    :class:`~skdiffmic._sampling.Readout`), traced."""
     from torch import nn
 
-    from ._diffusion import reverse_chain
-    from ._networks import denoiser_input
+    from ._sampling import Readout, encode
     from ._targets import label_probabilities
 
     preprocess = clf._preprocess()
     sampler = clf._sampler()
-    logit = clf._fitted_prediction_type() == "logit_residual"
     multilabel = clf._is_multilabel()
+    readout = clf._readout()
+    # The offset as a buffer of the graph (the readout subtracts it).
+    offset = torch.as_tensor(np.asarray(readout.offset, dtype=np.float32))
 
     class Prediction(nn.Module):
         def __init__(self):
@@ -90,47 +95,25 @@ def _prediction_module(clf):
             self.denoiser = clf.denoiser_
             self.register_buffer("mean", preprocess.mean.clone())
             self.register_buffer("std", preprocess.std.clone())
-            self.n_samples = int(clf.n_samples)
-            self.temperature = float(getattr(clf, "temperature_", 1.0))
-            # What predict_proba's scores lose: the correction offset, or 0.
-            offset = torch.as_tensor(clf._score_offset(), dtype=torch.float64)
             self.register_buffer("offset", offset)
+            self.n_samples = int(clf.n_samples)
 
         def forward(self, images, noise):
             x = ((images - self.mean) / self.std).contiguous(
                 memory_format=torch.channels_last
             )
-            guide, details = self.guidance(x, return_details=True)
-            prior = label_probabilities(guide.fused.float(), multilabel)
-            features = self.denoiser.encode(denoiser_input(self.denoiser, x, details))
-            features = features.repeat_interleave(self.n_samples, 0)
-            chain_prior = prior.repeat_interleave(self.n_samples, 0)
-            y0 = reverse_chain(
-                sampler.schedule,
-                lambda y_t, t: self.denoiser.head(
-                    features, y_t, chain_prior, t
-                ).float(),
-                chain_prior,
-                noise.flatten(0, 1),
-                sampler=sampler.sampler,
-                n_steps=sampler.n_steps,
-                eta=sampler.eta,
-                prediction_type=sampler.prediction_type,
-                clip_range=sampler.clip_range,
-                multilabel=multilabel,
+            guide, _, prior, features = encode(
+                self.guidance, self.denoiser, x, multilabel
             )
-            # chain_scores and chain_probabilities, as predict_proba applies them.
-            if multilabel:  # in float64, as chain_scores clips
-                p = y0.double().clamp(1e-7, 1 - 1e-7)
-                scores = p.log() - (-p).log1p() - self.offset
-                proba = (scores / self.temperature).sigmoid().float()
-            else:
-                scores = torch.log(y0.clamp_min(1e-12)) if logit else y0
-                scores = scores - self.offset.float()
-                proba = (scores / self.temperature).softmax(-1)
-            proba = proba.view(-1, self.n_samples, proba.shape[-1]).mean(1)
+            y0 = sampler.chains(
+                self.denoiser, features, prior, noise.flatten(0, 1), self.n_samples
+            )
+            # The estimator's readout, with the offset the graph holds.
+            graph_readout = Readout(
+                readout.prediction_type, multilabel, self.offset, readout.temperature
+            )
             return (
-                proba,
+                graph_readout.proba(y0),
                 prior,
                 label_probabilities(guide.global_.float(), multilabel),
                 label_probabilities(guide.local.float(), multilabel),
@@ -185,7 +168,7 @@ def to_onnx(clf, path, *, opset: int = DEFAULT_OPSET) -> Path:
     clf : DiffMICClassifier
         A fitted estimator of images. The graph follows its current
         prediction settings (``sampler``, ``n_inference_steps``, ``eta``,
-        ``n_samples``, ``clip_sample``): ``set_params`` them before
+        ``n_samples``): ``set_params`` them before
         exporting to export others.
     path : str or os.PathLike
         The ``.onnx`` file to write.
@@ -396,10 +379,7 @@ class OnnxClassifier:
         labels : ndarray of shape (n_images,) or (n_images, n_labels)
             Values of ``classes_``, or the 0/1 indicator of the labels.
         """
-        proba = self.predict_proba(X)
-        if self.multilabel_:
-            return (proba >= 0.5).astype(np.int64)
-        return self.classes_[proba.argmax(1)]
+        return decide(self.predict_proba(X), self.classes_, self.multilabel_)
 
     def predict_prior_proba(self, X, granularity: str = "fused") -> np.ndarray:
         """The DCG model's probabilities, as the estimator's
