@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import load_br35h, make_lesions
 from skdiffmic.parallel import gpu_backend, local_cluster, visible_gpus
 
@@ -55,7 +55,7 @@ def image_paths(n_images, seed, folder):
 
 
 def search(args):
-    clf = DiffMICClassifier(
+    clf = DiffMICClassifier(**presets.SCRATCH).set_params(
         backbone=args.backbone,
         image_size=args.image_size,
         guidance_epochs=args.guidance_epochs,

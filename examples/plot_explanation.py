@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import load_br35h, read_images
 from skdiffmic.plotting import plot_explanation
 
@@ -42,7 +42,7 @@ y = np.array(["no tumour", "tumour"])[target[keep]]
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.2, stratify=y, random_state=0
 )
-clf = DiffMICClassifier(
+clf = DiffMICClassifier(**presets.SCRATCH).set_params(
     backbone="test_resnet",
     hidden_dim=64,
     n_timesteps=100,

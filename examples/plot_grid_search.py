@@ -25,13 +25,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 
 X, y = load_breast_cancer(return_X_y=True)
 pipe = make_pipeline(
     StandardScaler(),
     PCA(),
-    DiffMICClassifier(
+    DiffMICClassifier(**presets.SCRATCH).set_params(
         n_timesteps=100, hidden_dim=64, guidance_epochs=5, random_state=0
     ),
 )

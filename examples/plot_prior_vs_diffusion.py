@@ -24,14 +24,14 @@ import matplotlib.pyplot as plt
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import make_lesions
 
 X, y = make_lesions(240, image_size=32, n_classes=2, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.25, stratify=y, random_state=0
 )
-clf = DiffMICClassifier(
+clf = DiffMICClassifier(**presets.SCRATCH).set_params(
     backbone="test_resnet",
     hidden_dim=256,
     n_timesteps=100,

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import make_lesions
 
 X, codes = make_lesions(240, image_size=32, n_classes=2, random_state=0)
@@ -49,7 +49,7 @@ fig.tight_layout()
 # The guidance model is pre-trained alone for ``guidance_epochs`` epochs,
 # then the denoiser trains for ``max_epochs`` epochs while the guidance model
 # keeps learning.
-clf = DiffMICClassifier(
+clf = DiffMICClassifier(**presets.SCRATCH).set_params(
     backbone="test_resnet",
     hidden_dim=256,
     n_timesteps=100,

@@ -1104,7 +1104,8 @@ default="logit_residual"
         >>> rng = np.random.default_rng(0)
         >>> X = rng.integers(0, 255, size=(20, 16, 16, 3), dtype=np.uint8)
         >>> y = np.array([0, 1] * 10)
-        >>> clf = DiffMICClassifier(backbone="test_resnet", hidden_dim=32,
+        >>> clf = DiffMICClassifier(backbone="test_resnet", pretrained=False,
+        ...                         hidden_dim=32,
         ...                         max_epochs=1, guidance_epochs=1,
         ...                         batch_size=10, random_state=0).fit(X, y)
         >>> explanation = clf.explain(X[:3])

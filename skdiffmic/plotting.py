@@ -204,8 +204,8 @@ def plot_explanation(clf, X, index, ax=None, *, overlay="saliency"):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(20, 32, 32, 3), dtype=np.uint8)
     >>> y = np.array(["benign", "malignant"] * 10)
-    >>> clf = DiffMICClassifier(backbone="test_resnet", hidden_dim=32,
-    ...                         max_epochs=1, guidance_epochs=1,
+    >>> clf = DiffMICClassifier(backbone="test_resnet", pretrained=False,
+    ...                         hidden_dim=32, max_epochs=1, guidance_epochs=1,
     ...                         batch_size=10, random_state=0).fit(X, y)
     >>> fig, (image_ax, bar_ax) = plot_explanation(clf, X, 0)
     >>> len(image_ax.patches)  # one rectangle per window

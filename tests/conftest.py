@@ -13,10 +13,12 @@ if "SKDIFFMIC_HOME" not in os.environ:
 import numpy as np
 import pytest
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic._networks import build_networks
 
+# The tests' models train from scratch (SCRATCH) on timm's tiny test network.
 TINY = dict(
+    presets.SCRATCH,
     backbone="test_resnet",
     hidden_dim=32,
     n_timesteps=100,
@@ -87,7 +89,7 @@ def trained():
     from skdiffmic.datasets import make_lesions
 
     X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
-    clf = DiffMICClassifier(
+    clf = DiffMICClassifier(**presets.SCRATCH).set_params(
         backbone="test_resnet",
         hidden_dim=64,
         guidance_epochs=6,

@@ -19,7 +19,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the input was rejected")
 
-    monkeypatch.setattr(skdiffmic._classifier, "build_networks", refuse)
+    monkeypatch.setattr(skdiffmic._networks, "build_networks", refuse)
     monkeypatch.setattr(skdiffmic._classifier, "fit_diffmic", refuse)
 
 
@@ -237,7 +237,6 @@ BOUNDS = {
     "ema_decay": 1.0,
     "beta_schedule": "quadratic",
     "sampler": "euler",
-    "guidance": "triple",
 }
 
 

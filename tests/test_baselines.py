@@ -14,7 +14,7 @@ import skdiffmic.baselines
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import make_lesions
 
-TINY = dict(backbone="test_resnet", max_epochs=2, batch_size=8, random_state=0)
+TINY = dict(backbone="test_resnet", pretrained=False, max_epochs=2, batch_size=8, random_state=0)
 
 
 def tiny(**overrides):
@@ -188,6 +188,7 @@ def test_learns_a_local_structure():
     X, y = make_lesions(200, image_size=32, random_state=0)
     clf = TimmClassifier(
         "test_resnet",
+        pretrained=False,
         augment=False,
         max_epochs=6,
         batch_size=16,
@@ -221,7 +222,7 @@ def test_class_weight_and_balanced_sampling_as_diffmic_has_them(monkeypatch):
     # The CNN baseline gets DiffMIC's imbalance options, with the same meaning.
     seen, orders = [], []
     real_ce = skdiffmic.baselines.classification_loss
-    real_order = skdiffmic.baselines._epoch_order
+    real_order = skdiffmic.baselines.epoch_order
 
     def spy_ce(logits, target, weight=None, **kwargs):
         seen.append(None if weight is None else weight.cpu().numpy().copy())
@@ -233,7 +234,7 @@ def test_class_weight_and_balanced_sampling_as_diffmic_has_them(monkeypatch):
         return order
 
     monkeypatch.setattr(skdiffmic.baselines, "classification_loss", spy_ce)
-    monkeypatch.setattr(skdiffmic.baselines, "_epoch_order", spy_order)
+    monkeypatch.setattr(skdiffmic.baselines, "epoch_order", spy_order)
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
     y = np.array(["common"] * 15 + ["rare"] * 5)

@@ -38,7 +38,7 @@ def test_fitted_attributes(fitted):
     stages = [r["stage"] for r in fitted.history_]
     assert stages == ["guidance", "diffusion", "diffusion"]
     assert all(np.isfinite(r["guidance_loss"]) for r in fitted.history_)
-    assert fitted.history_[-1]["mmd"] > 0  # dual guidance trains the MMD paths
+    assert fitted.history_[-1]["mmd_loss"] > 0  # dual guidance trains the MMD paths
 
 
 def test_integer_labels_grayscale_and_float_images():
@@ -90,10 +90,12 @@ def test_ddpm_sampler_and_step_count(images, fitted):
     assert fitted_steps == 10
 
 
-def test_fused_guidance_has_no_mmd_paths(images):
+def test_zero_mmd_weight_trains_the_fused_path_alone(images):
     X, y = images
-    clf = tiny(guidance="fused", max_epochs=1).fit(X, y)
-    assert clf.history_[-1]["mmd"] == 0.0
+    clf = tiny(mmd_weight=0.0, max_epochs=1).fit(X, y)
+    assert clf.history_[-1]["mmd_loss"] == 0.0
+    record = clf.history_[-1]
+    assert record["diffusion_loss"] == pytest.approx(record["denoiser_loss"])
     assert clf.predict(X).shape == (len(X),)
 
 
@@ -213,10 +215,6 @@ def test_invalid_parameters_are_named():
         DiffMICClassifier(mmd_weight=-1).fit(X, y)
     with pytest.raises(InvalidParameterError, match="prediction_type"):
         DiffMICClassifier(prediction_type="score").fit(X, y)
-    with pytest.raises(InvalidParameterError, match="clip_sample_range"):
-        DiffMICClassifier(clip_sample_range=0).fit(X, y)
-    with pytest.raises(InvalidParameterError, match="focal_weight"):
-        DiffMICClassifier(focal_weight=-1).fit(X, y)
     with pytest.raises(InvalidParameterError, match="denoiser_init"):
         DiffMICClassifier(denoiser_init="imagenet").fit(X, y)
     with pytest.raises(ValueError, match="Unknown timm backbone"):
@@ -279,22 +277,18 @@ def test_class_weight_weighs_the_guidance_loss_as_expected(monkeypatch):
 
 
 def test_weighted_mse_is_a_class_weighted_mean():
-    from skdiffmic._training import _row_weights, _weighted_mean
+    from skdiffmic._training import row_weights, weighted_mean
 
     def _weighted_mse(pred, target, weights):
-        return _weighted_mean((pred - target).pow(2).mean(-1), weights)
+        return weighted_mean((pred - target).pow(2).mean(-1), weights)
 
     pred, target = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [0, 0]])
     labels = torch.tensor([0, 1, 1])
-    prior = torch.tensor([[1.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
-    weights = _row_weights(labels, torch.tensor([3.0, 1.0]), prior, 0.0)
+    weights = row_weights(labels, torch.tensor([3.0, 1.0]))
     expected = (3 * 1.0 + 1 * 4.0 + 1 * 0.0) / 5
     assert _weighted_mse(pred, target, weights).item() == pytest.approx(expected)
     assert _weighted_mse(pred, target, None).item() == pytest.approx(5 / 3)
-    # The focal term 1 + w (1 - p_true): 1, 1 + 10 * 0.5, 1 + 10 * 1.
-    focal = _row_weights(labels, None, prior, 10.0)
-    np.testing.assert_allclose(focal.numpy(), [1.0, 6.0, 11.0])
-    assert _row_weights(labels, None, prior, 0.0) is None
+    assert row_weights(labels, None) is None
 
 
 def test_many_chains_per_image(images, fitted):
@@ -371,8 +365,6 @@ def test_every_prediction_type_fits_and_predicts(images, kind):
         prediction_type=kind,
         max_epochs=1,
         denoiser_init="guidance",
-        focal_weight=10.0,
-        clip_sample=True,
     ).fit(X, y)
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(1), 1.0)

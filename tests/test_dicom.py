@@ -74,7 +74,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the input was rejected")
 
-    monkeypatch.setattr(skdiffmic._classifier, "build_networks", refuse)
+    monkeypatch.setattr(skdiffmic._networks, "build_networks", refuse)
     monkeypatch.setattr(skdiffmic._classifier, "fit_diffmic", refuse)
 
 

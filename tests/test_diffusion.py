@@ -150,19 +150,6 @@ def test_epsilon_error_is_amplified_at_the_start_of_the_chain(schedule):
         assert (error > 10) if kind == "epsilon" else error == pytest.approx(0.1)
 
 
-def test_clip_range_bounds_y0_and_recomputes_the_noise(schedule):
-    y0, prior, eps = _tensors()
-    t = torch.full((5,), 500)
-    y_t = schedule.q_sample(y0, prior, t, eps)
-    y0_hat, eps_hat = schedule.split_output(
-        y_t, prior, t, torch.full_like(y0, 5.0), "sample", clip_range=1.0
-    )
-    assert y0_hat.abs().max() <= 1.0
-    a = schedule.alphas_cumprod[500]
-    rebuilt = a.sqrt() * y0_hat + (1 - a.sqrt()) * prior + (1 - a).sqrt() * eps_hat
-    np.testing.assert_allclose(rebuilt, y_t, atol=1e-9)
-
-
 def test_unknown_prediction_type_is_refused(schedule):
     y0, prior, eps = _tensors()
     with pytest.raises(ValueError, match="Unknown prediction_type"):

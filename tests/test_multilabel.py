@@ -70,7 +70,7 @@ def test_learns_the_findings(data):
     clf = tiny(max_epochs=4, guidance_epochs=4, guidance_learning_rate=5e-3)
     clf.fit(X, Y)
     assert roc_auc_score(Yt, clf.predict_proba(Xt), average="macro") > 0.8
-    cnn = TimmClassifier("test_resnet", max_epochs=4, batch_size=8, random_state=0)
+    cnn = TimmClassifier("test_resnet", pretrained=False, max_epochs=4, batch_size=8, random_state=0)
     cnn.fit(X, Y)
     assert roc_auc_score(Yt, cnn.predict_proba(Xt), average="macro") > 0.8
 
@@ -183,7 +183,7 @@ def test_bad_targets_are_refused_before_training(
     if estimator == "diffmic":
         clf = tiny(checkpoint_dir=tmp_path / "ckpt")
     else:
-        clf = TimmClassifier("test_resnet", max_epochs=1)
+        clf = TimmClassifier("test_resnet", pretrained=False, max_epochs=1)
     with pytest.raises(ValueError, match=message):
         clf.fit(X, frame)
     assert not (tmp_path / "ckpt").exists()
@@ -353,18 +353,18 @@ def test_imbalance_options_train_multilabel_models(data):
 
     X, Y = data
     drawn = []
-    real = training._epoch_order
+    real = training.epoch_order
 
     def spy(n, batch_size, generator, sample_weight=None):
         drawn.append(sample_weight)
         return real(n, batch_size, generator, sample_weight)
 
     options = dict(class_weight="balanced", balanced_sampling=True)
-    clf = tiny(max_epochs=1, focal_weight=2.0, prior_folds=2, **options)
+    clf = tiny(max_epochs=1, **options)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "_epoch_order", spy)
+        patch.setattr(training, "epoch_order", spy)
         clf.fit(X, Y)
     np.testing.assert_allclose(drawn[-1].numpy(), label_sample_weight(Y))
     assert clf.predict_proba(X[:4]).shape == (4, 3)
-    cnn = TimmClassifier("test_resnet", max_epochs=1, batch_size=8, **options)
+    cnn = TimmClassifier("test_resnet", pretrained=False, max_epochs=1, batch_size=8, **options)
     assert cnn.fit(X, Y).predict(X[:4]).shape == (4, 3)

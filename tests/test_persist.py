@@ -86,7 +86,7 @@ def test_missing_or_mis_shaped_tensors_and_unknown_versions_are_refused(
     for change, match in (
         (dict(drop=key), "Missing key"),
         (dict(reshape=key), "size mismatch"),
-        (dict(version=99), "format version 99"),
+        (dict(version=99), "format 99.*refit the model"),
     ):
         fitted.save(path)
         _rewrite(path, **change)
@@ -121,115 +121,51 @@ def test_class_weight_dict_keeps_its_label_types(tmp_path):
     }
 
 
-def _save_as_older_format(clf, path, version, removed_params):
-    """Save ``clf``, then rewrite the file as format ``version`` would have
-    stored it: without the parameters that format did not have."""
-    clf.save(path)
+def test_files_of_the_unreleased_formats_ask_for_a_refit(tmp_path, fitted):
+    # The format before the reset (version 9) held the same tensors but no
+    # network spec: it is refused, not guessed at.
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         document = json.loads(handle.metadata()["skdiffmic"])
-    for name in removed_params:
-        del document["params"][name]
-    document["version"] = version
+    del document["spec"]
+    document["version"] = 9
     save_file(
         load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
     )
+    with pytest.raises(ValueError, match="format 9.*refit the model and save"):
+        DiffMICClassifier.load(path)
 
 
-def test_a_version_3_file_chooses_its_windows_on_the_summed_cams(tmp_path):
-    # Format 3 had no crop_saliency: its models chose windows on the summed
-    # CAMs, and load as "sum" whatever the current default is.
-    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-    y = np.arange(24) % 2
-    clf = tiny(crop_saliency="sum").fit(X, y)
+def test_a_spec_that_disagrees_with_the_parameters_is_refused(tmp_path, fitted):
     path = tmp_path / "m.safetensors"
-    _save_as_older_format(
-        clf,
-        path,
-        3,
-        ["crop_saliency", "local_encoder", "image_cache", "prior_folds"],
+    fitted.save(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["skdiffmic"])
+    assert document["spec"]["n_classes"] == len(fitted.classes_)
+    document["spec"]["hidden_dim"] += 1
+    save_file(
+        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
     )
-    loaded = DiffMICClassifier.load(path)
-    assert loaded.crop_saliency == "sum" and loaded.prior_folds is None
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-
-
-def test_a_version_4_file_encodes_its_windows_with_the_full_network(tmp_path):
-    # Format 4 had no local_encoder: its models ran the whole backbone on the
-    # windows, and load as "full" whatever the current default is.
-    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-    y = np.arange(24) % 2
-    clf = tiny(local_encoder="full").fit(X, y)
-    path = tmp_path / "m.safetensors"
-    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache", "prior_folds"])
-    loaded = DiffMICClassifier.load(path)
-    assert loaded.local_encoder == "full" and loaded.image_cache is None
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="differ from those its parameters build"):
+        DiffMICClassifier.load(path)
 
 
 def test_crop_saliency_is_saved(tmp_path):
     X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
     y = np.arange(24) % 2
-    clf = tiny(crop_saliency="per_class").fit(X, y)
+    clf = tiny(crop_saliency="sum").fit(X, y)
     clf.save(tmp_path / "m.safetensors")
     loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
-    assert loaded.crop_saliency == "per_class"
+    assert loaded.crop_saliency == "sum"
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
-def test_a_version_2_file_is_read_as_the_paper_configuration(tmp_path):
-    # Format 2 had no prediction_type (its models predicted the noise): its
-    # files load as epsilon models and predict as they did when saved.
-    X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-    y = np.arange(24) % 2
-    clf = tiny(prediction_type="epsilon", crop_saliency="sum").fit(X, y)
-    path = tmp_path / "m.safetensors"
-    removed = [
-        "prediction_type",
-        "clip_sample",
-        "focal_weight",
-        "denoiser_init",
-        "clip_sample_range",
-        "crop_saliency",
-        "local_encoder",
-        "image_cache",
-    ]
-    _save_as_older_format(clf, path, 2, removed)
-    loaded = DiffMICClassifier.load(path)
-    assert loaded.prediction_type == "epsilon" and loaded.clip_sample is False
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-
-
-def test_a_version_4_efficientnet_file_with_the_unused_deep_blocks_loads(tmp_path):
-    # Before format 5 an EfficientNet global encoder cut at its CAM stage kept
-    # (and saved) the deeper blocks it never ran; they are dropped on loading,
-    # and only from files of those versions.
-    X = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
-    y = np.arange(16) % 2
-    clf = tiny(backbone="tf_efficientnet_lite0", max_epochs=1, n_crops=2).fit(X, y)
-    assert len(clf.guidance_model_.global_encoder.blocks) < 7
-    path = tmp_path / "m.safetensors"
-    _save_as_older_format(clf, path, 4, ["local_encoder", "image_cache", "prior_folds"])
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    tensors["guidance_model_.global_encoder.blocks.6.0.conv_pw.weight"] = torch.ones(
-        1152, 192, 1, 1
-    )
-    save_file(tensors, str(path), metadata=metadata)
-    loaded = DiffMICClassifier.load(path)
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-    _rewrite(path, version=5)
-    with pytest.raises(ValueError, match="do not match"):
-        DiffMICClassifier.load(path)
-
-
-def test_the_correction_offset_is_saved_and_older_files_predict_without_it(
-    tmp_path,
-):
+def test_the_correction_offset_is_saved(tmp_path):
     X = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
     y = np.arange(24) % 3
     clf = tiny(center_correction=True).fit(X, y)
@@ -237,20 +173,6 @@ def test_the_correction_offset_is_saved_and_older_files_predict_without_it(
     loaded = DiffMICClassifier.load(tmp_path / "m.safetensors")
     np.testing.assert_array_equal(loaded.correction_offset_, clf.correction_offset_)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-    # Format 8 had neither the parameter nor the offset: its models load
-    # uncentred, and refuse centring clearly.
-    path = tmp_path / "old.safetensors"
-    _save_as_older_format(clf, path, 8, ["center_correction"])
-    tensors = load_file(str(path))
-    del tensors["correction_offset_"]
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    save_file(tensors, str(path), metadata=metadata)
-    old = DiffMICClassifier.load(path)
-    assert old.center_correction is False and not hasattr(old, "correction_offset_")
     uncentred = clf.set_params(center_correction=False).predict_proba(X)
-    np.testing.assert_array_equal(old.predict_proba(X), uncentred)
-    with pytest.raises(ValueError, match="Refit it"):
-        old.set_params(center_correction=True).predict_proba(X)
+    loaded.set_params(center_correction=False)
+    np.testing.assert_array_equal(loaded.predict_proba(X), uncentred)

@@ -6,6 +6,7 @@ import torch
 from sklearn.metrics import f1_score
 from sklearn.utils import check_random_state
 
+import skdiffmic._batching as batching
 import skdiffmic._training as training
 from tests.conftest import tiny
 
@@ -179,7 +180,7 @@ def test_balanced_sampling_draws_classes_equally():
     weights = (1.0 / torch.bincount(y).double())[y]
     generator = torch.Generator().manual_seed(0)
     for _ in range(20):
-        order = training._epoch_order(100, 32, generator, weights)
+        order = batching.epoch_order(100, 32, generator, weights)
         counts += np.bincount(y[order].numpy(), minlength=2)
     assert abs(counts[0] / counts.sum() - 0.5) < 0.05
     X, labels = _lesions(24)
@@ -261,7 +262,7 @@ def test_iter_batches_loads_ahead_in_the_background_in_order():
     source = _RecordingSource(10)
     order = np.array([3, 1, 4, 0, 9, 2, 6, 5, 8, 7])
     batches = list(
-        training.iter_batches(source, order, 4, lambda b: b, torch.device("cpu"))
+        batching.iter_batches(source, order, 4, lambda b: b, torch.device("cpu"))
     )
     assert [b.pos.tolist() for b in batches] == [[3, 1, 4, 0], [9, 2, 6, 5], [8, 7]]
     for batch in batches:
@@ -271,7 +272,7 @@ def test_iter_batches_loads_ahead_in_the_background_in_order():
 
 def test_iter_batches_reports_a_bad_row_of_a_prefetched_batch():
     source = _RecordingSource(10, fail_at=6)
-    batches = training.iter_batches(
+    batches = batching.iter_batches(
         source, np.arange(10), 4, lambda b: b, torch.device("cpu")
     )
     assert next(batches).pos.tolist() == [0, 1, 2, 3]
@@ -279,110 +280,8 @@ def test_iter_batches_reports_a_bad_row_of_a_prefetched_batch():
         next(batches)
 
 
-def test_stratified_folds_spread_every_class_evenly():
-    y = torch.tensor([0] * 10 + [1] * 7 + [2] * 2)
-    fold = training.stratified_folds(y, 3, torch.Generator().manual_seed(0))
-    for c, n in ((0, 10), (1, 7), (2, 2)):
-        counts = torch.bincount(fold[y == c], minlength=3)
-        assert counts.sum() == n and counts.max() - counts.min() <= 1
-
-
-def test_cross_fit_copies_never_train_on_their_own_fold():
-    from skdiffmic._guidance import DCGModel
-
-    torch.manual_seed(0)
-    dcg = DCGModel(
-        "resnet10t", n_classes=2, in_chans=3, image_size=16, crop_size=8, n_crops=2
-    )
-    y = torch.tensor([0, 1] * 8)
-    cross = training.CrossFitGuidance(dcg, y, 2, 1e-2, torch.Generator().manual_seed(0))
-    x = torch.randn(16, 3, 16, 16)
-    pos = np.nonzero(cross.fold.numpy() == 0)[0]  # a batch of fold 0 only
-    before = [copy_state(m) for m in cross.models]
-    priors = cross.step(x[pos], y[pos], pos, None, torch.device("cpu"), True)
-    after = [copy_state(m) for m in cross.models]
-    # Copy 0 holds fold 0 out: its weights do not move, and the batch's priors
-    # are its evaluation-mode logits; copy 1 trains on these rows.
-    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
-    assert any(not torch.equal(before[1][k], after[1][k]) for k in before[1])
-    cross.models[0].eval()
-    with torch.no_grad():
-        expected = cross.models[0](x[pos])
-    for got, want in zip(priors, expected):
-        torch.testing.assert_close(got, want)
-    # Without priors (the DCG warm-up) nothing is returned.
-    assert cross.step(x[pos], y[pos], pos, None, torch.device("cpu"), False) is None
-
-
 def copy_state(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-def test_prior_folds_fit_and_predict_with_the_dcg_model_alone(tmp_path):
-    X, y = _lesions(24)
-    clf = tiny(max_epochs=1, prior_folds=2).fit(X, y)
-    assert clf.predict_proba(X).shape == (24, len(clf.classes_))
-    # The copies are gone: the fitted model is the same shape as without them.
-    plain = tiny(max_epochs=1).fit(X, y)
-    assert clf.guidance_model_.state_dict().keys() == (
-        plain.guidance_model_.state_dict().keys()
-    )
-    assert not np.allclose(clf.predict_proba(X), plain.predict_proba(X))
-    path = tmp_path / "m.safetensors"
-    clf.save(path)
-    loaded = type(clf).load(path)
-    assert loaded.prior_folds == 2
-    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-    with pytest.raises(ValueError, match="prior_folds"):
-        tiny(prior_folds=1).fit(X, y)
-
-
-def test_prior_noise_changes_what_the_denoiser_learns_and_nothing_else(tmp_path):
-    X, y = _lesions(24)
-    plain = tiny(max_epochs=1).fit(X, y)
-    noisy = tiny(max_epochs=1, prior_noise=1.0).fit(X, y)
-    # The DCG model trains as without the noise (its draws come from a
-    # generator of their own): the same prior.
-    np.testing.assert_array_equal(
-        noisy.predict_prior_proba(X), plain.predict_prior_proba(X)
-    )
-    assert not np.allclose(noisy.predict_proba(X), plain.predict_proba(X))
-    path = tmp_path / "m.safetensors"
-    noisy.save(path)
-    loaded = type(noisy).load(path)
-    assert loaded.prior_noise == 1.0
-    np.testing.assert_array_equal(loaded.predict_proba(X), noisy.predict_proba(X))
-    with pytest.raises(ValueError, match="prior_noise"):
-        tiny(prior_noise=-1.0).fit(X, y)
-
-
-def test_prior_snapshot_trains_the_denoiser_on_an_early_dcg(tmp_path):
-    X, y = _lesions(24)
-    plain = tiny(max_epochs=2).fit(X, y)
-    snap = tiny(max_epochs=2, prior_snapshot=True, checkpoint_dir=tmp_path / "c")
-    snap.fit(X, y)
-    # The DCG model trains as without the snapshot: the same prior.
-    np.testing.assert_array_equal(
-        snap.predict_prior_proba(X), plain.predict_prior_proba(X)
-    )
-    assert not np.allclose(snap.predict_proba(X), plain.predict_proba(X))
-    # The snapshot is in the checkpoint: a second fit resumes to the same model.
-    again = tiny(max_epochs=2, prior_snapshot=True, checkpoint_dir=tmp_path / "c")
-    np.testing.assert_array_equal(
-        again.fit(X, y).predict_proba(X), snap.predict_proba(X)
-    )
-    path = tmp_path / "m.safetensors"
-    snap.save(path)
-    assert type(snap).load(path).prior_snapshot is True
-
-
-def test_prior_snapshot_and_prior_folds_are_refused_together(tmp_path):
-    X, y = _lesions(24)
-    clf = tiny(prior_snapshot=True, prior_folds=2, checkpoint_dir=tmp_path / "c")
-    with pytest.raises(ValueError, match="prior_folds and prior_snapshot"):
-        clf.fit(X, y)
-    assert not (tmp_path / "c").exists()
-    assert not hasattr(clf, "classes_")
 
 
 def test_guidance_schedule_cosine_decays_the_dcg_rate_to_zero(tmp_path, monkeypatch):
