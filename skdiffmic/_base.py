@@ -22,6 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backbones import normalization_stats
+from ._batching import autocast, iter_batches
 from ._inputs import (
     ArrayFeatures,
     Augment,
@@ -31,9 +32,8 @@ from ._inputs import (
     as_paths,
     check_dense,
 )
-from ._targets import check_multilabel, is_multilabel, positive_weights
-from ._batching import autocast, iter_batches
 from ._sampling import decide
+from ._targets import check_multilabel, is_multilabel, positive_weights
 
 __all__ = ["MIN_IMAGE_SIZE", "ImageInputMixin", "resolve_device"]
 

@@ -22,7 +22,6 @@ from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin, resolve_device
 from ._diffusion import (
     PREDICTION_TYPES,
-    RESIDUAL_TYPES,
     NoiseSchedule,
     sampler_timesteps,
 )
@@ -488,12 +487,10 @@ default="logit_residual"
                 self.feature_mean_ = data.X.mean(axis=0)
                 scale = data.X.std(axis=0)
                 self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
-            n_inputs = data.n_features
         else:
             self.image_shape_ = data.shape
             self.image_size_ = data.size
             self.crop_size_ = crop_size
-            n_inputs = data.channels
 
         rng = check_random_state(self.random_state)
         init_seed, train_seed, sample_seed = (

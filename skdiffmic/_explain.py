@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from ._targets import label_probabilities
 from ._batching import autocast
+from ._targets import label_probabilities
 
 __all__ = [
     "class_maps",

@@ -19,12 +19,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ._batching import autocast
 from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import row_seeds
 from ._networks import denoiser_input, typicality_statistics
 from ._profiling import timed
 from ._targets import label_probabilities
-from ._batching import autocast
 
 __all__ = [
     "Denoised",

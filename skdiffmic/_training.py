@@ -335,7 +335,11 @@ class Trainer:
 
     def denoiser_step(self, x, target, guide, details, generator) -> dict:
         """One step of the denoiser on the detached priors, and its EMA."""
-        config, schedule, multilabel = self.config, self.schedule, self.config.multilabel
+        config, schedule, multilabel = (
+            self.config,
+            self.schedule,
+            self.config.multilabel,
+        )
         b = len(target)
         priors = [label_probabilities(g.detach().float(), multilabel) for g in guide]
         y0 = target if multilabel else self.eye[target]
@@ -347,7 +351,9 @@ class Trainer:
         with autocast(self.device), timed("label head"):
             y_t = schedule.q_sample(y0, priors[0], t, eps)
             out = self.denoiser.head(features, y_t, priors[0], t).float()
-            per_row = schedule.training_loss(out, y0, priors[0], t, eps, kind, multilabel)
+            per_row = schedule.training_loss(
+                out, y0, priors[0], t, eps, kind, multilabel
+            )
             fused = weighted_mean(
                 per_row, row_weights(target, self.class_weight, multilabel)
             )

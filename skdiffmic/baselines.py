@@ -23,9 +23,6 @@ from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, resolve_pretrained
 from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
-from ._losses import classification_loss
-from ._profiling import timed
-from ._targets import label_probabilities
 from ._batching import (
     autocast,
     balanced_sample_weight,
@@ -33,6 +30,9 @@ from ._batching import (
     epoch_size,
     iter_batches,
 )
+from ._losses import classification_loss
+from ._profiling import timed
+from ._targets import label_probabilities
 from ._training import warmup_cosine
 
 __all__ = ["TimmClassifier"]
@@ -95,9 +95,7 @@ def _fit_cross_entropy(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=learning_rate, weight_decay=weight_decay, foreach=True
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total_steps)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
     history: list[dict] = []
     bar = tqdm(
         total=max_epochs, disable=not verbose, desc="TimmClassifier", unit="epoch"

@@ -110,9 +110,7 @@ every channel. Add the paper's budget: ``image_size=224, guidance_epochs=15``
 and as many diffusion epochs as you can afford.
 """
 
-PRESETS = MappingProxyType(
-    {"fine_tune": FINE_TUNE, "scratch": SCRATCH, "paper": PAPER}
-)
+PRESETS = MappingProxyType({"fine_tune": FINE_TUNE, "scratch": SCRATCH, "paper": PAPER})
 """The presets by name, as the command line's ``--preset`` takes them."""
 
 

@@ -89,13 +89,17 @@ def trained():
     from skdiffmic.datasets import make_lesions
 
     X, y = make_lesions(400, image_size=32, n_classes=2, random_state=0)
-    clf = DiffMICClassifier(**presets.SCRATCH).set_params(
-        backbone="test_resnet",
-        hidden_dim=64,
-        guidance_epochs=6,
-        max_epochs=25,
-        batch_size=32,
-        augment=False,
-        random_state=0,
-    ).fit(X[:300], y[:300])
+    clf = (
+        DiffMICClassifier(**presets.SCRATCH)
+        .set_params(
+            backbone="test_resnet",
+            hidden_dim=64,
+            guidance_epochs=6,
+            max_epochs=25,
+            batch_size=32,
+            augment=False,
+            random_state=0,
+        )
+        .fit(X[:300], y[:300])
+    )
     return clf, X[300:], y[300:]

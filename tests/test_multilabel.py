@@ -70,7 +70,9 @@ def test_learns_the_findings(data):
     clf = tiny(max_epochs=4, guidance_epochs=4, guidance_learning_rate=5e-3)
     clf.fit(X, Y)
     assert roc_auc_score(Yt, clf.predict_proba(Xt), average="macro") > 0.8
-    cnn = TimmClassifier("test_resnet", pretrained=False, max_epochs=4, batch_size=8, random_state=0)
+    cnn = TimmClassifier(
+        "test_resnet", pretrained=False, max_epochs=4, batch_size=8, random_state=0
+    )
     cnn.fit(X, Y)
     assert roc_auc_score(Yt, cnn.predict_proba(Xt), average="macro") > 0.8
 
@@ -366,5 +368,7 @@ def test_imbalance_options_train_multilabel_models(data):
         clf.fit(X, Y)
     np.testing.assert_allclose(drawn[-1].numpy(), label_sample_weight(Y))
     assert clf.predict_proba(X[:4]).shape == (4, 3)
-    cnn = TimmClassifier("test_resnet", pretrained=False, max_epochs=1, batch_size=8, **options)
+    cnn = TimmClassifier(
+        "test_resnet", pretrained=False, max_epochs=1, batch_size=8, **options
+    )
     assert cnn.fit(X, Y).predict(X[:4]).shape == (4, 3)

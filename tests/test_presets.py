@@ -19,9 +19,10 @@ BUDGET = dict(
 
 
 def test_the_defaults_are_the_fine_tuning_preset():
-    assert DiffMICClassifier().get_params() == DiffMICClassifier(
-        **presets.FINE_TUNE
-    ).get_params()
+    assert (
+        DiffMICClassifier().get_params()
+        == DiffMICClassifier(**presets.FINE_TUNE).get_params()
+    )
     # The CNN baseline starts from the same backbone and weights.
     cnn = TimmClassifier().get_params()
     assert (cnn["backbone"], cnn["pretrained"]) == ("tf_efficientnet_lite0", True)
