@@ -8,8 +8,9 @@ own log-probabilities. On new images the prior is over-confident, so both
 parts mislead. ``center_correction=True`` removes the constant part. This
 benchmark asks whether removing the sharpening as well helps.
 
-Each DiffMIC fit (the main job's settings, ``examples/benchmark.py``; ``--set``
-overrides them) is read five ways on the same chains:
+Each DiffMIC fit (the main job's settings, ``presets.FINE_TUNE`` at the
+budget of ``examples/benchmark.py``; ``--set`` overrides them) is read five
+ways on the same chains:
 
 * ``DCG prior``: the fit's own prior;
 * ``uncentred``: the chains as they come (``center_correction=False``);
@@ -20,7 +21,8 @@ overrides them) is read five ways on the same chains:
   training rows (least squares);
 * ``affine per class``: the same with one slope per class.
 
-The readings are computed here from the estimator's chains, as
+The readings are computed here from the estimator's chains
+(``sample_proba``, uncentred) and prior (``predict_prior_proba``), as
 ``predict_proba`` computes its probabilities; the affine ones are not an
 estimator option (with two classes its two slopes are the same). Splits are
 the robustness benchmark's (``benchmarks/bench_robustness.py``, no
@@ -34,33 +36,29 @@ its readings' macro-F1, ROC AUC and log-loss, their means, and each
 reading's macro-F1 and ROC AUC minus the prior's, fit by fit; writes
 ``centring.csv`` to ``--out``. ::
 
-    python benchmarks/bench_centring.py --data dermamnist_trainval.npz --seeds 0 1 2 3
-    python benchmarks/bench_centring.py --data dermamnist_trainval.npz --split cv
+    python -m benchmarks.bench_centring --data dermamnist_trainval.npz --seeds 0 1 2 3
+    python -m benchmarks.bench_centring --data dermamnist_trainval.npz --split cv
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from bench_robustness import (  # noqa: E402
+from ._common import (
     add_run_arguments,
     data_parser,
+    main_job_models,
+    main_job_settings,
     parse_checked,
+    parse_settings,
     prepare,
     splits,
+    timed,
     timed_run,
 )
-from benchmark import SETTINGS, make_models, parse_settings  # noqa: E402
-
-from skdiffmic._sampling import chain_scores, chain_softmax  # noqa: E402
 
 READINGS = ("DCG prior", "uncentred", "centred", "affine", "affine per class")
 
@@ -70,13 +68,18 @@ def _centred(z):
 
 
 def chains_and_prior(clf, X):
-    """``(the chains' scores log y_0, (n, n_samples, K); log p, (n, K))``."""
-    data, device = clf._prepare(X)
-    denoised = clf._denoise_rows(data, device, clf._inference_networks())
-    return (
-        chain_scores(denoised.y0, "logit_residual"),
-        chain_scores(denoised.prior, "logit_residual"),
-    )
+    """``(the chains' scores log y_0, (n, n_samples, K); log p, (n, K))``, the
+    scores up to a constant per chain (which no reading depends on): the
+    log of the uncentred ``sample_proba`` at the fitted temperature."""
+    centre = clf.center_correction
+    clf.set_params(center_correction=False)
+    try:
+        samples = clf.sample_proba(X)
+    finally:
+        clf.set_params(center_correction=centre)
+    tiny = np.finfo(samples.dtype).tiny
+    scores = clf.temperature_ * np.log(np.maximum(samples, tiny))
+    return scores, np.log(np.maximum(clf.predict_prior_proba(X), tiny))
 
 
 def explained(train_scores, train_prior, per_class=False):
@@ -110,11 +113,12 @@ def readings(clf, X_train, X_test) -> tuple[dict, float]:
     temperature = clf.temperature_
 
     def proba(removed):
-        return chain_softmax(scores - removed[:, None, :], temperature).mean(axis=1)
+        chains = (scores - removed[:, None, :]) / temperature
+        return softmax(chains, axis=-1).mean(axis=1)
 
     none = np.zeros_like(prior)
     out = {
-        "DCG prior": chain_softmax(prior, 1.0),
+        "DCG prior": softmax(prior, axis=-1),
         "uncentred": proba(none),
         "centred": proba(none + clf.correction_offset_),
     }
@@ -127,7 +131,7 @@ def readings(clf, X_train, X_test) -> tuple[dict, float]:
 
 
 def run(args) -> pd.DataFrame:
-    s = dict(SETTINGS["quick" if args.quick else "default"])
+    s = main_job_settings("quick" if args.quick else "default")
     folds = splits(
         args.dataset, args.data, args.split, args.n_train, None, args.folds, 0
     )
@@ -140,7 +144,7 @@ def run(args) -> pd.DataFrame:
         if args.quick:
             X_tr, y_tr, X_te, y_te = X_tr[:48], y_tr[:48], X_te[:24], y_te[:24]
         X_tr, X_te = prepare(X_tr, s["image_size"]), prepare(X_te, s["image_size"])
-        clf, _ = make_models(s, random_state=seed, verbose=args.verbose)
+        clf, _ = main_job_models(s, random_state=seed, verbose=args.verbose)
         clf.set_params(**parse_settings(args.set))
         settings = clf.get_params()
         if settings["prediction_type"] != "logit_residual":
@@ -157,9 +161,8 @@ def run(args) -> pd.DataFrame:
             raise SystemExit(
                 f"[{label}] the test rows have a class that the training rows lack"
             )
-        start = time.perf_counter()
-        clf.fit(X_tr, y_tr)
-        print(f"[{label}] fitted in {time.perf_counter() - start:.0f} s", flush=True)
+        _, seconds = timed(clf.fit, X_tr, y_tr)
+        print(f"[{label}] fitted in {seconds:.0f} s", flush=True)
         labels = np.arange(len(clf.classes_))
         truth = np.searchsorted(clf.classes_, y_te)
         probabilities, slope = readings(clf, X_tr, X_te)

@@ -1,10 +1,10 @@
 """ONNX Runtime against PyTorch: prediction latency and model file sizes.
 
 Fits DiffMIC at the main job's settings (``examples/benchmark.py``:
-``tf_efficientnet_lite0`` from ImageNet at 64 px, the shared denoiser
-encoder, the cut window CNN, 2 + 6 epochs) on the first fold of its Br35H
-split, saves it (``.safetensors``), exports it (:func:`skdiffmic.export.to_onnx`)
-and times, on the fold's test images, in one run on one machine:
+``presets.FINE_TUNE``, ``tf_efficientnet_lite0`` from ImageNet at 64 px,
+2 + 6 epochs) on the first fold of its Br35H split, saves it
+(``.safetensors``), exports it (:func:`skdiffmic.export.to_onnx`) and times,
+on the fold's test images, in one run on one machine:
 
 * ``predict_proba`` of the estimator (PyTorch);
 * ``predict_proba`` of :class:`skdiffmic.export.OnnxClassifier` (the same
@@ -16,33 +16,31 @@ and the median, per image, and the largest difference of the probabilities
 from the estimator's, with the estimator's noise and with zero noise (what a
 caller without its seed rule can feed). ::
 
-    python benchmarks/bench_onnx.py
-    python benchmarks/bench_onnx.py --set n_samples=16 eta=1.0
+    python -m benchmarks.bench_onnx
+    python -m benchmarks.bench_onnx --set n_samples=16 eta=1.0
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
 
 from skdiffmic.export import OnnxClassifier, to_onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import (  # noqa: E402
-    SETTINGS,
-    load_dataset,
-    make_models,
+from ._common import (
+    add_set_argument,
+    br35h_folds,
+    main_job_models,
+    main_job_settings,
     parse_settings,
+    parser,
 )
 
 
@@ -57,24 +55,22 @@ def timings(fn, repeats: int) -> list[float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--epochs", type=int, nargs=2, default=None)
-    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE")
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    args = parser.parse_args(argv)
-    s = dict(SETTINGS["quick" if args.quick else "default"])
+    parse = parser(__doc__)
+    parse.add_argument("--repeats", type=int, default=5)
+    parse.add_argument("--epochs", type=int, nargs=2, default=None)
+    add_set_argument(parse)
+    parse.add_argument("--quick", action="store_true", help="a smoke run")
+    args = parse.parse_args(argv)
+    s = main_job_settings("quick" if args.quick else "default")
     if args.epochs:
         s["guidance_epochs"], s["max_epochs"] = args.epochs
-    X, y, _, _ = load_dataset("br35h", s["n_images"], s["image_size"], 0)
-    train, test = next(
-        StratifiedKFold(s["folds"], shuffle=True, random_state=0).split(X, y)
-    )
-    clf, _ = make_models(s, random_state=1)
+    X_train, y_train, X_test, _ = br35h_folds(
+        s["n_images"], s["image_size"], s["folds"]
+    )[0]
+    clf, _ = main_job_models(s, random_state=1)
     clf.set_params(**parse_settings(args.set))
-    print(f"fitting on {len(train)} images ...", flush=True)
-    clf.fit(X[train], y[train])
-    X_test = X[test]
+    print(f"fitting on {len(X_train)} images ...", flush=True)
+    clf.fit(X_train, y_train)
     folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     saved = folder / "model.safetensors"
     clf.save(saved)

@@ -24,9 +24,9 @@ contrast (other scanners and sequences). The images are made grey (they are
 grey scans stored in mixed colour modes), for training and test alike.
 
 Every model gets the main job's settings (``examples/benchmark.py``:
-``tf_efficientnet_lite0`` from ImageNet at 64 px, DiffMIC 2 + 6 epochs with
-the shared denoiser encoder and the cut window CNN, the CNN 8 epochs, the
-same augmentation); ``--set`` overrides DiffMIC's parameters and
+DiffMIC at ``presets.FINE_TUNE``, ``tf_efficientnet_lite0`` from ImageNet at
+64 px, 2 + 6 epochs, the CNN 8 epochs, the same augmentation); ``--set``
+overrides DiffMIC's parameters and
 ``--cnn-set`` the CNN's. ``--chains`` adds DiffMIC rows scored with other
 prediction settings of the same fit (``n_samples`` chains, ``eta``): what
 the reverse chain itself contributes under corruption.
@@ -59,43 +59,39 @@ dependencies would downgrade scikit-image; what it imports is already
 installed with the ``benchmark`` extra); Br35H needs ``pip install
 torchio``. ::
 
-    python benchmarks/bench_robustness.py --data dermamnist_trainval.npz
-    python benchmarks/bench_robustness.py --dataset br35h --split cv
-    python benchmarks/bench_robustness.py --data FILE --severities 1 2 3 4 5
-    python benchmarks/bench_robustness.py --data FILE --split cv --n-images 2100
-    python benchmarks/bench_robustness.py --data FILE --set prior_folds=2 \
-        --chains "16 1.0"
+    python -m benchmarks.bench_robustness --data dermamnist_trainval.npz
+    python -m benchmarks.bench_robustness --dataset br35h --split cv
+    python -m benchmarks.bench_robustness --data FILE --severities 1 2 3 4 5
+    python -m benchmarks.bench_robustness --data FILE --split cv --n-images 2100
+    python -m benchmarks.bench_robustness --data FILE --chains "16 1.0" \
+        --set balanced_sampling=True --cnn-set balanced_sampling=True
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from skdiffmic.datasets import load_medmnist
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import (  # noqa: E402  (the main job's)
-    SETTINGS,
-    load_dataset,
-    make_models,
+from ._common import (
+    MAIN_JOB,
+    METRICS,
+    add_run_arguments,
+    data_parser,
+    fit_models,
+    parse_checked,
     parse_settings,
+    predictions,
+    prepare,
     scores,
+    splits,
+    timed_run,
 )
 
-CORRUPTION_SIZE = 224  # MedMNIST-C's resolution
 SKIPPED = ("motion_blur",)
-METRICS = ("macro_f1", "balanced_accuracy", "roc_auc", "log_loss")
 
 
 class MRIArtefact:
@@ -193,31 +189,6 @@ def corruptions(dataset: str = "dermamnist") -> dict:
     return {k: v for k, v in CORRUPTIONS_DS[dataset].items() if k not in SKIPPED}
 
 
-def resize(images: np.ndarray, size: int, antialias: bool) -> np.ndarray:
-    method = Image.Resampling.BILINEAR
-    if antialias:
-        method = Image.Resampling.LANCZOS
-    return np.stack(
-        [np.asarray(Image.fromarray(im).resize((size, size), method)) for im in images]
-    )
-
-
-def prepare(images: np.ndarray, image_size: int, corruption=None, severity=1, seed=0):
-    """28 px -> 224 px, corrupted at ``severity`` (1-5) -> ``image_size`` px."""
-    big = resize(images, CORRUPTION_SIZE, antialias=False)
-    if corruption is not None:
-        np.random.seed(seed)  # medmnistc draws from NumPy's global generator
-        torch.manual_seed(seed)  # and torchio from torch's
-        corruption.rng = np.random.default_rng(seed)  # impulse noise's own
-        big = np.stack(
-            [
-                np.asarray(corruption.apply(Image.fromarray(im), severity - 1))
-                for im in big
-            ]
-        ).astype(np.uint8)
-    return resize(big, image_size, antialias=True)
-
-
 def corrupt_some(images, image_size, table, fraction, seed):
     """Training images, a ``fraction`` of them (drawn once) each under one
     corruption of ``table`` at a severity from 1 to 5, all drawn at random:
@@ -235,66 +206,13 @@ def corrupt_some(images, image_size, table, fraction, seed):
     return out
 
 
-def splits(dataset, path, split, n_train, n_images, folds, seed):
-    """``[(X_train, y_train, X_test, y_test)]``: one split, or the CV folds."""
-    if dataset == "br35h":
-        # The main job's images and folds, decoded at 224 px and made grey.
-        X, y, _, _ = load_dataset("br35h", n_images or 600, CORRUPTION_SIZE, seed)
-        X = np.repeat(X.mean(-1, keepdims=True).round().astype(np.uint8), 3, -1)
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        out = [(X[a], y[a], X[b], y[b]) for a, b in cv.split(X, y)]
-        return out[:1] if split == "trainval" else out
-    X_tr, y_tr = load_medmnist(path, split="train", return_X_y=True)
-    X_va, y_va = load_medmnist(path, split="val", return_X_y=True)
-    if split == "trainval":
-        keep, _ = train_test_split(
-            np.arange(len(y_tr)), train_size=n_train, stratify=y_tr, random_state=seed
-        )
-        keep = np.sort(keep)
-        return [(X_tr[keep], y_tr[keep], X_va, y_va)]
-    X, y = np.concatenate([X_tr, X_va]), np.concatenate([y_tr, y_va])
-    if (n_images or 2100) < len(y):
-        keep, _ = train_test_split(
-            np.arange(len(y)),
-            train_size=n_images or 2100,
-            stratify=y,
-            random_state=seed,
-        )
-        keep = np.sort(keep)
-        X, y = X[keep], y[keep]
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [(X[a], y[a], X[b], y[b]) for a, b in cv.split(X, y)]
-
-
-def fit_models(X, y, s, seed, diffmic_set, cnn_set, verbose):
-    diffmic, cnn = make_models(s, random_state=seed, verbose=verbose)
-    diffmic.set_params(**diffmic_set)
-    cnn.set_params(**cnn_set)
-    fit_s = {}
-    for name, model in (("DiffMIC", diffmic), ("CNN (CE)", cnn)):
-        start = time.perf_counter()
-        model.fit(X, y)
-        fit_s[name] = time.perf_counter() - start
-        print(f"  {name} fitted in {fit_s[name]:.0f} s", flush=True)
-    return diffmic, cnn, fit_s
-
-
-def predictions(diffmic, cnn, X, chains, class_prior=None) -> dict:
-    """Each model's probabilities on ``X``: DiffMIC, its prior, the CNN, the
-    same DiffMIC fit uncentred when it centres its correction, and one
-    DiffMIC row per ``chains`` setting; with ``class_prior`` (the training
-    classes' frequencies) also each model's post-hoc logit adjustment."""
-    out = {
-        "DiffMIC": diffmic.predict_proba(X),
-        "DCG prior": diffmic.predict_prior_proba(X),
-        "CNN (CE)": cnn.predict_proba(X),
-    }
+def scored(diffmic, cnn, X, chains, class_prior=None) -> dict:
+    """:func:`~benchmarks._common.predictions` on ``X``, one DiffMIC row per
+    ``chains`` setting (``(n_samples, eta)``) of the same fit, and with
+    ``class_prior`` (the training classes' frequencies) each model's post-hoc
+    logit adjustment."""
+    out = predictions(diffmic, cnn, X)
     fitted = diffmic.get_params()
-    if fitted["center_correction"]:
-        # The same fit without centring its correction (a prediction setting).
-        diffmic.set_params(center_correction=False)
-        out["DiffMIC uncentred"] = diffmic.predict_proba(X)
-        diffmic.set_params(center_correction=True)
     for n_samples, eta in chains:
         diffmic.set_params(n_samples=n_samples, eta=eta)
         out[f"DiffMIC x{n_samples} eta={eta:g}"] = diffmic.predict_proba(X)
@@ -316,7 +234,8 @@ def logit_adjusted(proba, class_prior, tau=1.0):
 
 
 def run(args) -> pd.DataFrame:
-    s = dict(SETTINGS["quick" if args.quick else "default"])
+    mode = "quick" if args.quick else "default"
+    size = MAIN_JOB[mode]["image_size"]
     chains = [(int(a), float(b)) for a, b in (c.split() for c in args.chains)]
     table = corruptions(args.dataset)
     if args.corruptions:
@@ -341,14 +260,14 @@ def run(args) -> pd.DataFrame:
         )
         if args.train_corruption:
             X_fit = corrupt_some(
-                X_tr, s["image_size"], table, args.train_corruption, args.seed + k
+                X_tr, size, table, args.train_corruption, args.seed + k
             )
         else:
-            X_fit = prepare(X_tr, s["image_size"])
+            X_fit = prepare(X_tr, size)
         diffmic, cnn, fit_s = fit_models(
             X_fit,
             y_tr,
-            s,
+            mode,
             args.seed + k,
             parse_settings(args.set),
             parse_settings(args.cnn_set),
@@ -359,14 +278,12 @@ def run(args) -> pd.DataFrame:
         ]
         for name, severity, corruption in sets:
             start = time.perf_counter()
-            X = prepare(X_te, s["image_size"], corruption, severity, args.seed + k)
+            X = prepare(X_te, size, corruption, severity, args.seed + k)
             class_prior = None
             if args.logit_adjust:
                 class_prior = np.bincount(y_tr, minlength=len(diffmic.classes_))
                 class_prior = class_prior / class_prior.sum()
-            for model, proba in predictions(
-                diffmic, cnn, X, chains, class_prior
-            ).items():
+            for model, proba in scored(diffmic, cnn, X, chains, class_prior).items():
                 row = {"fold": k, "model": model, "corruption": name}
                 row.update(severity=severity, **scores(y_te, proba, diffmic.classes_))
                 row["fit_s"] = fit_s.get(model.split(" x")[0], fit_s["DiffMIC"])
@@ -471,57 +388,6 @@ def summary(results: pd.DataFrame) -> str:
     for name, row in f1.iterrows():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
     return "\n".join(lines)
-
-
-def add_data_arguments(parser, cnn: bool = True) -> None:
-    """The options that name the data set, its file and training size, and
-    the models' overrides (``--set`` for DiffMIC, ``--cnn-set`` for the CNN);
-    shared with ``bench_seeds.py`` and ``bench_centring.py``."""
-    parser.add_argument(
-        "--dataset", choices=["dermamnist", "br35h"], default="dermamnist"
-    )
-    parser.add_argument("--data", help="a DermaMNIST MedMNIST .npz (dermamnist)")
-    parser.add_argument("--n-train", type=int, default=1400)
-    parser.add_argument("--set", nargs="+", metavar="PARAM=VALUE")
-    if cnn:
-        parser.add_argument("--cnn-set", nargs="+", metavar="PARAM=VALUE")
-
-
-def data_parser(doc: str, cnn: bool = True) -> argparse.ArgumentParser:
-    """A parser described by the first line of ``doc``, with the data
-    options of :func:`add_data_arguments` (``--cnn-set`` only with ``cnn``)."""
-    parser = argparse.ArgumentParser(
-        description=doc.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_data_arguments(parser, cnn)
-    return parser
-
-
-def timed_run(run, args):
-    """``run(args)`` with ``--out`` made, then the machine's CPU count and the
-    time it took."""
-    args.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    out = run(args)
-    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
-    return out
-
-
-def add_run_arguments(parser, out: str) -> None:
-    """``--quick``, ``--verbose`` and ``--out`` (default ``out``); shared with
-    ``bench_seeds.py`` and ``bench_centring.py``."""
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    parser.add_argument("--verbose", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(out))
-
-
-def parse_checked(parser, argv):
-    """The parsed arguments, a DermaMNIST run without its file refused."""
-    args = parser.parse_args(argv)
-    if args.dataset == "dermamnist" and args.data is None:
-        parser.error("--dataset dermamnist needs --data FILE.npz")
-    return args
 
 
 def main(argv=None) -> None:

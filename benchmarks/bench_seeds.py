@@ -1,9 +1,9 @@
 """Seed noise: how far DiffMIC, its DCG prior and the CNN move between fits.
 
 Each model is fitted once per seed (``--seeds``) on the same split, at the
-main job's settings (``examples/benchmark.py``: ``tf_efficientnet_lite0``
-from ImageNet at 64 px, DiffMIC 2 + 6 epochs with the shared denoiser
-encoder and the cut window CNN, the CNN 8 epochs, the same augmentation);
+main job's settings (``examples/benchmark.py``: DiffMIC at
+``presets.FINE_TUNE``, ``tf_efficientnet_lite0`` from ImageNet at 64 px,
+2 + 6 epochs, the CNN 8 epochs, the same augmentation);
 ``--set`` overrides DiffMIC's parameters and ``--cnn-set`` the CNN's. The
 seed changes the heads' initial weights, the batch order and the
 augmentation draws, nothing else.
@@ -25,44 +25,42 @@ never read); ``--dataset br35h`` fits and scores the main job's first fold.
 Writes ``seeds.csv`` (one row per seed and model, and one per ensemble) to
 ``--out``. ::
 
-    python benchmarks/bench_seeds.py --data dermamnist_trainval.npz
-    python benchmarks/bench_seeds.py --dataset br35h --seeds 0 1 2 3 4
-    python benchmarks/bench_seeds.py --data FILE --set prior_folds=2
+    python -m benchmarks.bench_seeds --data dermamnist_trainval.npz
+    python -m benchmarks.bench_seeds --dataset br35h --seeds 0 1 2 3 4
+    python -m benchmarks.bench_seeds --data FILE --set center_correction=False
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from bench_robustness import (  # noqa: E402
+from ._common import (
+    MAIN_JOB,
     METRICS,
     add_run_arguments,
     data_parser,
     fit_models,
     parse_checked,
+    parse_settings,
     predictions,
     prepare,
+    scores,
     splits,
     timed_run,
 )
-from benchmark import SETTINGS, parse_settings, scores  # noqa: E402
 
 
 def run(args) -> pd.DataFrame:
     """One row per seed and model, then one per model's seed ensemble."""
-    s = dict(SETTINGS["quick" if args.quick else "default"])
+    mode = "quick" if args.quick else "default"
+    size = MAIN_JOB[mode]["image_size"]
     ((X_tr, y_tr, X_te, y_te),) = splits(
         args.dataset, args.data, "trainval", args.n_train, None, 3, 0
     )
     if args.quick:
         X_tr, y_tr, X_te, y_te = X_tr[:48], y_tr[:48], X_te[:24], y_te[:24]
-    X_fit, X_score = prepare(X_tr, s["image_size"]), prepare(X_te, s["image_size"])
+    X_fit, X_score = prepare(X_tr, size), prepare(X_te, size)
     print(f"{len(y_tr)} training / {len(y_te)} test images", flush=True)
     rows, probas = [], {}
     for seed in args.seeds:
@@ -70,7 +68,7 @@ def run(args) -> pd.DataFrame:
         diffmic, cnn, fit_s = fit_models(
             X_fit,
             y_tr,
-            s,
+            mode,
             seed,
             parse_settings(args.set),
             parse_settings(args.cnn_set),
@@ -78,7 +76,7 @@ def run(args) -> pd.DataFrame:
         )
         # The robustness benchmark's models: DiffMIC, its prior (charged
         # DiffMIC's fit), the CNN, and DiffMIC uncentred when it centres.
-        out = predictions(diffmic, cnn, X_score, chains=[])
+        out = predictions(diffmic, cnn, X_score)
         for model, proba in out.items():
             probas.setdefault(model, []).append(proba)
             row = {"seed": str(seed), "model": model}

