@@ -8,65 +8,63 @@ their own seed. On that split the script fits
 
 * the CNN baseline (:class:`~skdiffmic.baselines.TimmClassifier`, the same
   backbone for the same total epochs, image size and augmentation);
-* DiffMIC once per *training* configuration (prediction parameterisation,
-  the denoiser's encoder initialisation, the focal loss weight, the MMD
-  weight, the split of epochs between DCG warm-up and diffusion, the
-  saliency the DCG's windows are chosen on);
+* DiffMIC once per *training* configuration: ``presets.PAPER`` at the
+  width of 512 and the backbone and weights asked for, with what the
+  configuration changes (prediction parameterisation, the denoiser's
+  encoder, the MMD weight, the split of epochs between DCG warm-up and
+  diffusion, the saliency the DCG's windows are chosen on, the cost levers,
+  the DCG's learning-rate schedule, the width); ``fine_tune`` is
+  ``presets.FINE_TUNE``, the estimator's defaults;
 
 and scores every DiffMIC fit with its own DCG prior and with several
-*prediction* settings of the same fitted model (``clip_sample``, DDIM or the
-full DDPM chain, 1, 16 or 64 chains, deterministic or stochastic, combined in
-three ways). Prints one table of accuracy, macro-F1 and ROC AUC on the
-validation images, and writes ``ablation.csv`` (one row per data set,
-configuration and prediction setting) as it goes. Each DiffMIC fit takes
-about 3 minutes on a 2-core CPU at the default budget, so choose the sets
-and configurations: all of them (the CNN and 30 configurations on each
-set) take a day. DermaMNIST is among the default sets only when
+*prediction* settings of the same fitted model (DDIM or the full DDPM chain,
+1, 16 or 64 chains, deterministic or stochastic, combined in three ways).
+Prints one table of accuracy, macro-F1 and ROC AUC on the validation images,
+and writes ``ablation.csv`` (one row per data set, configuration and
+prediction setting) as it goes. Each DiffMIC fit takes about 3 minutes on a
+2-core CPU at the default budget, so choose the sets and configurations: all
+of them take most of a day. DermaMNIST is among the default sets only when
 ``--dermamnist`` names its file.
 
-    python benchmarks/bench_ablation.py                         # everything
-    python benchmarks/bench_ablation.py --datasets lesions --configs cnn paper sample
-    python benchmarks/bench_ablation.py --datasets br35h --pretrained \
+    python -m benchmarks.bench_ablation                         # everything
+    python -m benchmarks.bench_ablation --datasets lesions --configs cnn paper sample
+    python -m benchmarks.bench_ablation --datasets br35h --pretrained \
         --backbone tf_efficientnet_lite0 --epochs 2 6 --cnn-lr 2e-4 1e-3
-    python benchmarks/bench_ablation.py --datasets br35h --pretrained \
-        --backbone tf_efficientnet_lite0 --epochs 2 6 --configs \
-        "logit+shared+per_class+cut cosine" --guidance-lr 1e-3 \
+    python -m benchmarks.bench_ablation --datasets br35h --pretrained \
+        --backbone tf_efficientnet_lite0 --epochs 2 6 --configs fine_tune \
         --set learning_rate=3e-3
 
-The defaults of :class:`~skdiffmic.DiffMICClassifier` are chosen from this
-table (validation data), never from the cross-validated folds the main job
-reports.
+The presets were chosen from this table (validation data), never from the
+cross-validated folds the main job reports.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy.special import softmax
 from sklearn.datasets import load_digits
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    roc_auc_score,
-)
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic._sampling import chain_softmax
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_br35h, make_lesions, read_images
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from benchmark import parse_settings  # noqa: E402  (the main job's)
+from ._common import (
+    add_set_argument,
+    markdown,
+    parse_settings,
+    parser,
+    scores,
+    splits,
+    timed,
+    timed_run,
+)
 
-# Per data set: images, size, backbone and budget (the main job's for Br35H).
+# Per data set: images, size and budget (resnet10t's on the CPU).
 DATASETS = {
     "br35h": dict(
         n_train=400, n_val=200, image_size=64, guidance_epochs=4, max_epochs=10
@@ -84,198 +82,53 @@ DATASETS = {
         n_train=1400, n_val=None, image_size=64, guidance_epochs=4, max_epochs=10
     ),
 }
-COMMON = dict(backbone="resnet10t", batch_size=32)
+BACKBONE = "resnet10t"
 
-# Training configurations: overrides of the estimator's parameters. "paper" is
-# the MICCAI 2023 configuration (noise prediction, denoiser from scratch).
-PAPER = dict(
-    prediction_type="epsilon",
-    denoiser_init="scratch",
-    focal_weight=0.0,
-    mmd_weight=0.5,
-    crop_saliency="sum",
-    local_encoder="full",
-)
+# Training configurations: what each changes from PAPER, the paper's
+# configuration (presets.PAPER) at the width of 512; every run sets the
+# backbone and weights on top (--backbone, --pretrained).
+PAPER = dict(presets.PAPER, hidden_dim=512)
+LOGIT = dict(prediction_type="logit_residual", denoiser_init="guidance")
+PER_CLASS = dict(LOGIT, crop_saliency="per_class")
+# The cost levers: the DCG's encoder shared, the windows' CNN cut.
+SHARED_CUT = dict(PER_CLASS, denoiser_init="shared", local_encoder="cut")
 CONFIGS = {
-    "paper": PAPER,
-    "sample": {**PAPER, "prediction_type": "sample"},
-    "v_prediction": {**PAPER, "prediction_type": "v_prediction"},
-    "sample+init": {**PAPER, "prediction_type": "sample", "denoiser_init": "guidance"},
-    "logit+init": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-    },
-    "logit+init+predicted": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "predicted",
-    },
-    "logit+init+per_class": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-    },
-    # The cost levers (shared denoiser encoder, cut local encoder) on top of
-    # the logit+init+per_class configuration.
-    "logit+shared+per_class": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-    },
-    "logit+init+per_class+cut": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-    },
-    "logit+shared+per_class+cut": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-    },
-    # Imbalance: class-weighted losses (the CNN gets the same with
-    # --cnn-class-weight balanced).
-    "logit+shared+per_class+cut balanced": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "class_weight": "balanced",
-    },
-    # Out-of-fold priors (prior_folds): the denoiser trains on priors from
-    # copies of the DCG model that never trained on the row.
-    "logit+shared+per_class+cut oof2": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "prior_folds": 2,
-    },
-    "logit+shared+per_class+cut oof3": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "prior_folds": 3,
-    },
-    "logit+init+per_class oof2": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "prior_folds": 2,
-    },
-    "logit+shared+per_class+cut balanced oof2": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "class_weight": "balanced",
-        "prior_folds": 2,
-    },
-    # Priors perturbed in logit space for the denoiser's training.
-    "logit+shared+per_class+cut noise1": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "prior_noise": 1.0,
-    },
-    "logit+init+per_class noise1": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "prior_noise": 1.0,
-    },
-    "logit+shared+per_class+cut noise0.3": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "prior_noise": 0.3,
-    },
-    "logit+init+per_class noise0.3": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "prior_noise": 0.3,
-    },
-    # Priors of a DCG snapshot taken when the diffusion stage starts.
-    "logit+init+per_class snapshot": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "prior_snapshot": True,
-    },
+    "paper": {},
+    "sample": dict(prediction_type="sample"),
+    "v_prediction": dict(prediction_type="v_prediction"),
+    "sample+init": dict(prediction_type="sample", denoiser_init="guidance"),
+    "logit+init": LOGIT,
+    "logit+init+predicted": dict(LOGIT, crop_saliency="predicted"),
+    "logit+init+per_class": PER_CLASS,
+    "logit+shared+per_class": dict(PER_CLASS, denoiser_init="shared"),
+    "logit+init+per_class+cut": dict(PER_CLASS, local_encoder="cut"),
+    "logit+shared+per_class+cut": SHARED_CUT,
+    # Class-weighted losses (the CNN gets the same with --cnn-class-weight).
+    "logit+shared+per_class+cut balanced": dict(SHARED_CUT, class_weight="balanced"),
     # The DCG model's learning rate decayed on a cosine, as the CNN's.
-    "logit+init+per_class cosine": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "guidance_schedule": "cosine",
+    "logit+init+per_class cosine": dict(PER_CLASS, guidance_schedule="cosine"),
+    "logit+shared+per_class+cut cosine": dict(SHARED_CUT, guidance_schedule="cosine"),
+    # The denoiser's width.
+    "logit+init+per_class h1024": dict(PER_CLASS, hidden_dim=1024),
+    "logit+init+per_class h6144": dict(PER_CLASS, hidden_dim=6144),
+    "epsilon+init": dict(denoiser_init="guidance"),
+    "epsilon+no_mmd": dict(mmd_weight=0.0),
+    "epsilon+7/7": dict(epochs_split=(7, 7)),
+    # presets.FINE_TUNE, the estimator's defaults: "logit+shared+per_class+cut
+    # cosine" at the DCG rate of 1e-3, its correction centred.
+    "fine_tune": {
+        k: v
+        for k, v in presets.FINE_TUNE.items()
+        if k not in ("backbone", "pretrained")
     },
-    "logit+shared+per_class+cut cosine": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "shared",
-        "crop_saliency": "per_class",
-        "local_encoder": "cut",
-        "guidance_schedule": "cosine",
-    },
-    "logit+init+per_class cosine oof2": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "guidance_schedule": "cosine",
-        "prior_folds": 2,
-    },
-    # The denoiser's width (every other configuration uses 512).
-    "logit+init+per_class h1024": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "hidden_dim": 1024,
-    },
-    "logit+init+per_class h6144": {
-        **PAPER,
-        "prediction_type": "logit_residual",
-        "denoiser_init": "guidance",
-        "crop_saliency": "per_class",
-        "hidden_dim": 6144,
-    },
-    "epsilon+init": {**PAPER, "denoiser_init": "guidance"},
-    "sample+focal": {**PAPER, "prediction_type": "sample", "focal_weight": 10.0},
-    "epsilon+focal": {**PAPER, "focal_weight": 10.0},
-    "epsilon+no_mmd": {**PAPER, "mmd_weight": 0.0},
-    "epsilon+7/7": {**PAPER, "epochs_split": (7, 7)},
 }
 # Prediction settings, applied to every fit with set_params (no refit). The
 # settings with several chains are scored with three ways of combining them:
 # the mean of the chains' probabilities (what predict_proba does), the softmax
 # of the chains' mean y_0, and CARD's majority vote.
-ONE_CHAIN = dict(sampler="ddim", eta=0.0, n_samples=1, clip_sample=False)
+ONE_CHAIN = dict(sampler="ddim", eta=0.0, n_samples=1)
 PREDICTIONS = {
     "ddim10": dict(ONE_CHAIN, n_inference_steps=10),
-    "ddim10+clip": dict(ONE_CHAIN, n_inference_steps=10, clip_sample=True),
     "ddpm": dict(ONE_CHAIN, sampler="ddpm"),
     "ddim10 x16 eta=0": dict(ONE_CHAIN, n_inference_steps=10, n_samples=16),
     "ddim10 x16 eta=1": dict(ONE_CHAIN, n_inference_steps=10, n_samples=16, eta=1.0),
@@ -287,17 +140,19 @@ PREDICTIONS = {
 }
 
 
-def combine(scores: np.ndarray) -> dict:
-    """Class scores ``(n, K)`` from the chains' scores ``(n, S, K)`` (the
-    estimator's, :func:`~skdiffmic._sampling.chain_scores` less its
-    correction offset with ``center_correction``), per rule."""
-    if scores.shape[1] == 1:
-        return {"": chain_softmax(scores[:, 0], 1.0)}
-    votes = np.eye(scores.shape[2])[scores.argmax(-1)].mean(1)
+def combine(samples: np.ndarray) -> dict:
+    """Class probabilities ``(n, K)`` from the chains' ``(n, S, K)``
+    (``sample_proba``), per rule: one chain as it is; several averaged (what
+    ``predict_proba`` does), the softmax of their mean log-probabilities
+    (their mean scores, at the temperature of 1 of these fits), and CARD's
+    majority vote."""
+    if samples.shape[1] == 1:
+        return {"": samples[:, 0]}
+    log = np.log(np.maximum(samples, np.finfo(samples.dtype).tiny))
     return {
-        " mean proba": chain_softmax(scores, 1.0).mean(1),
-        " mean y0": chain_softmax(scores.mean(1), 1.0),
-        " vote": votes,
+        " mean proba": samples.mean(1),
+        " mean y0": softmax(log.mean(1), axis=-1),
+        " vote": np.eye(samples.shape[2])[samples.argmax(-1)].mean(1),
     }
 
 
@@ -320,26 +175,14 @@ def _digits(seed: int, n: int, size: int):
     return X, data.target[keep]
 
 
-def _dermamnist(path, n_train: int, seed: int):
-    """A stratified subset of DermaMNIST's train split, and its val split."""
-    from skdiffmic.datasets import load_medmnist
-
-    if not path:
-        raise SystemExit("--datasets dermamnist needs --dermamnist FILE.npz")
-    X, y = load_medmnist(path, split="train", return_X_y=True)
-    X_val, y_val = load_medmnist(path, split="val", return_X_y=True)
-    keep, _ = train_test_split(
-        np.arange(len(y)), train_size=n_train, stratify=y, random_state=seed
-    )
-    keep = np.sort(keep)
-    return X[keep], X_val, y[keep], y_val
-
-
 def load(name: str, seed: int, dermamnist=None):
     """``(X_train, X_val, y_train, y_val)`` of the selection split."""
     s = DATASETS[name]
     if name == "dermamnist":
-        return _dermamnist(dermamnist, s["n_train"], seed)
+        ((X_tr, y_tr, X_val, y_val),) = splits(
+            name, dermamnist, "trainval", s["n_train"], None, 3, seed
+        )
+        return X_tr, X_val, y_tr, y_val
     n = s["n_train"] + s["n_val"]
     if name == "br35h":
         paths, y = load_br35h(return_X_y=True)
@@ -362,42 +205,41 @@ def load(name: str, seed: int, dermamnist=None):
     return train_test_split(X, y, test_size=s["n_val"], stratify=y, random_state=seed)
 
 
-def scores(y_true, proba, classes) -> dict:
-    pred = classes[proba.argmax(1)]
-    if len(classes) == 2:
-        auc = roc_auc_score(y_true, proba[:, 1])
-    else:
-        auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-    return {
-        "accuracy": accuracy_score(y_true, pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, pred),
-        "macro_f1": f1_score(y_true, pred, average="macro"),
-        "roc_auc": auc,
-    }
+def fit_cnn(X, y, budget, common, lr=None, class_weight=None):
+    """``(label, fitted CNN, fit seconds)``: the CNN baseline for the
+    DCG + diffusion epochs, at the rate ``lr`` (None: its default)."""
+    label = "CNN (CE)" + ("" if lr is None else f" lr={lr:g}")
+    params = {} if lr is None else {"learning_rate": lr}
+    if class_weight is not None:
+        label += f" class_weight={class_weight}"
+        params["class_weight"] = class_weight
+    cnn = TimmClassifier(max_epochs=sum(budget), **params, **common)
+    return label, *timed(cnn.fit, X, y)
 
 
-def run(
-    names,
-    configs,
-    seed,
-    out: Path,
-    backbone="resnet10t",
-    pretrained=False,
-    epochs=None,
-    cnn_learning_rates=(None,),
-    guidance_learning_rates=(None,),
-    predictions=tuple(PREDICTIONS),
-    dermamnist=None,
-    cnn_class_weight=None,
-    diffmic_set=None,
-):
+def fit_diffmic(config, X, y, budget, common, lr=None, diffmic_set=None):
+    """``(label, fitted DiffMIC, fit seconds)``: the configuration ``config``
+    (:data:`CONFIGS` on :data:`PAPER`), at the DCG rate ``lr`` (None: the
+    configuration's), with ``diffmic_set`` on top."""
+    params = {**PAPER, **CONFIGS[config]}
+    if lr is not None:
+        params["guidance_learning_rate"] = lr
+        config = f"{config} glr={lr:g}"
+    if diffmic_set:
+        params.update(diffmic_set)
+        config += " " + " ".join(f"{k}={v}" for k, v in diffmic_set.items())
+    g, d = params.pop("epochs_split", budget)
+    params.update(common)
+    clf = DiffMICClassifier(**params, guidance_epochs=g, max_epochs=d)
+    return config, *timed(clf.fit, X, y)
+
+
+def run(args) -> pd.DataFrame:
     rows = []
-    out.mkdir(parents=True, exist_ok=True)
-    csv = out / "ablation.csv"
 
     def emit(row):
         rows.append(row)
-        pd.DataFrame(rows).to_csv(csv, index=False)
+        pd.DataFrame(rows).to_csv(args.out / "ablation.csv", index=False)
         print(
             f"  {row['dataset']:8s} {row['config']:14s} {row['prediction']:17s} "
             f"acc {row['accuracy']:.3f}  F1 {row['macro_f1']:.3f}  "
@@ -405,189 +247,114 @@ def run(
             flush=True,
         )
 
-    for name in names:
+    diffmic_set = parse_settings(args.set)
+    for name in args.datasets:
         s = DATASETS[name]
-        X_tr, X_va, y_tr, y_va = load(name, seed, dermamnist)
+        X_tr, X_va, y_tr, y_va = load(name, args.seed, args.dermamnist)
         print(
             f"{name}: {len(y_tr)} train / {len(y_va)} validation images "
             f"{X_tr.shape[1:]}",
             flush=True,
         )
         common = dict(
-            COMMON,
-            backbone=backbone,
-            pretrained=pretrained,
+            backbone=args.backbone,
+            pretrained=args.pretrained,
             image_size=s["image_size"],
-            random_state=seed,
+            batch_size=32,
+            random_state=args.seed,
         )
-        budget = epochs or (s["guidance_epochs"], s["max_epochs"])
-        for config, lr in [
-            (c, lr)
-            for c in configs
-            for lr in (cnn_learning_rates if c == "cnn" else guidance_learning_rates)
-        ]:
-            if config == "cnn":
-                label = "CNN (CE)" + ("" if lr is None else f" lr={lr:g}")
-                rate = {} if lr is None else {"learning_rate": lr}
-                if cnn_class_weight is not None:
-                    label += f" class_weight={cnn_class_weight}"
-                    rate["class_weight"] = cnn_class_weight
-                cnn = TimmClassifier(max_epochs=sum(budget), **rate, **common)
-                start = time.perf_counter()
-                cnn.fit(X_tr, y_tr)
-                emit(
-                    {
-                        "dataset": name,
-                        "config": label,
-                        "prediction": "-",
-                        **scores(y_va, cnn.predict_proba(X_va), cnn.classes_),
-                        "fit_s": time.perf_counter() - start,
-                    }
-                )
-                continue
-            params = dict(CONFIGS[config])
-            if lr is not None:
-                params["guidance_learning_rate"] = lr
-                config = f"{config} glr={lr:g}"
-            if diffmic_set:
-                params.update(diffmic_set)
-                config += " " + " ".join(f"{k}={v}" for k, v in diffmic_set.items())
-            g, d = params.pop("epochs_split", budget)
-            params.setdefault("hidden_dim", 512)
-            clf = DiffMICClassifier(guidance_epochs=g, max_epochs=d, **params, **common)
-            start = time.perf_counter()
-            clf.fit(X_tr, y_tr)
-            fit_s = time.perf_counter() - start
-            emit(
-                {
-                    "dataset": name,
-                    "config": config,
-                    "prediction": "DCG prior",
-                    **scores(y_va, clf.predict_prior_proba(X_va), clf.classes_),
-                    "fit_s": fit_s,
-                }
-            )
-            for label in predictions:
-                settings = PREDICTIONS[label]
-                clf.set_params(**settings)
-                for rule, proba in combine(clf._scores(clf._denoise(X_va))).items():
-                    emit(
-                        {
-                            "dataset": name,
-                            "config": config,
-                            "prediction": label + rule,
-                            **scores(y_va, proba, clf.classes_),
-                            "fit_s": fit_s,
-                        }
+        budget = args.epochs or (s["guidance_epochs"], s["max_epochs"])
+        for config in args.configs:
+            for lr in args.cnn_lr if config == "cnn" else args.guidance_lr:
+                if config == "cnn":
+                    label, cnn, fit_s = fit_cnn(
+                        X_tr, y_tr, budget, common, lr, args.cnn_class_weight
                     )
+                    proba = {"-": cnn.predict_proba(X_va)}
+                else:
+                    label, clf, fit_s = fit_diffmic(
+                        config, X_tr, y_tr, budget, common, lr, diffmic_set
+                    )
+                    proba = {"DCG prior": clf.predict_prior_proba(X_va)}
+                    for prediction in args.predictions:
+                        clf.set_params(**PREDICTIONS[prediction])
+                        for rule, p in combine(clf.sample_proba(X_va)).items():
+                            proba[prediction + rule] = p
+                for prediction, p in proba.items():
+                    row = dict(dataset=name, config=label, prediction=prediction)
+                    emit({**row, **scores(y_va, p, np.unique(y_tr)), "fit_s": fit_s})
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = [
-        "| data | configuration | prediction | accuracy | macro-F1 | ROC AUC |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in table.itertuples():
-        lines.append(
-            f"| {r.dataset} | {r.config} | {r.prediction} | {r.accuracy:.3f} | "
-            f"{r.macro_f1:.3f} | {r.roc_auc:.3f} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
+    parse = parser(__doc__)
+    parse.add_argument(
         "--datasets",
         nargs="+",
         choices=list(DATASETS),
         help="default: every set (dermamnist only with --dermamnist)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--configs",
         nargs="+",
         choices=["cnn", *CONFIGS],
         default=["cnn", *CONFIGS],
         help="training configurations; 'cnn' is the CNN baseline",
     )
-    parser.add_argument("--backbone", default=COMMON["backbone"])
-    parser.add_argument(
+    parse.add_argument("--backbone", default=BACKBONE)
+    parse.add_argument(
         "--pretrained",
         action="store_true",
         help="start every network from ImageNet weights (pretrained=True)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--epochs",
         type=int,
         nargs=2,
         metavar=("GUIDANCE", "DIFFUSION"),
         help="DCG warm-up and diffusion epochs (the CNN trains for their sum)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--cnn-lr",
         type=float,
         nargs="+",
         default=[None],
         help="the CNN's learning rates to try (default: TimmClassifier's)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--guidance-lr",
         type=float,
         nargs="+",
         default=[None],
-        help="DiffMIC's guidance_learning_rate values to try (default: its own)",
+        help="DiffMIC's guidance_learning_rate values to try (default: the "
+        "configuration's)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--predictions",
         nargs="+",
         choices=list(PREDICTIONS),
         default=list(PREDICTIONS),
         help="prediction settings to score every DiffMIC fit with",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--dermamnist", help="a MedMNIST DermaMNIST .npz (train and val splits)"
     )
-    parser.add_argument(
+    parse.add_argument(
         "--cnn-class-weight",
         choices=["balanced"],
         help="the CNN's class_weight (default: none)",
     )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        metavar="PARAM=VALUE",
-        help="DiffMIC parameters set on top of every configuration "
-        "(the configuration's label says which)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("ablation_results"))
-    args = parser.parse_args(argv)
+    add_set_argument(parse)
+    parse.add_argument("--seed", type=int, default=0)
+    parse.add_argument("--out", type=Path, default=Path("ablation_results"))
+    args = parse.parse_args(argv)
     if args.datasets is None:
         args.datasets = [n for n in DATASETS if n != "dermamnist" or args.dermamnist]
     if "dermamnist" in args.datasets and not args.dermamnist:
-        parser.error("--datasets dermamnist needs --dermamnist FILE.npz")
-    start = time.perf_counter()
-    table = run(
-        args.datasets,
-        args.configs,
-        args.seed,
-        args.out,
-        backbone=args.backbone,
-        pretrained=args.pretrained,
-        epochs=args.epochs,
-        cnn_learning_rates=args.cnn_lr,
-        guidance_learning_rates=args.guidance_lr,
-        predictions=args.predictions,
-        dermamnist=args.dermamnist,
-        cnn_class_weight=args.cnn_class_weight,
-        diffmic_set=parse_settings(args.set),
-    )
-    print(f"\n{os.cpu_count()} CPU(s), {time.perf_counter() - start:.0f} s in all\n")
-    print(markdown(table))
+        parse.error("--datasets dermamnist needs --dermamnist FILE.npz")
+    table = timed_run(run, args)
+    columns = ["dataset", "config", "prediction", "accuracy", "macro_f1", "roc_auc"]
+    print(markdown(table[columns]))
 
 
 if __name__ == "__main__":
