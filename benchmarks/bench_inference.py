@@ -4,26 +4,28 @@ The reference DiffMIC code re-encodes the image with the denoiser's CNN at every
 reverse step; skdiffmic encodes once and runs the reverse steps on the small
 label head. This script times, per image, on the CPU by default:
 
-* ``predict_proba`` of a fitted DiffMICClassifier (DCG priors + one denoiser
-  encoding + the DDIM steps on the head);
+* ``predict_proba`` of a fitted DiffMICClassifier at ``presets.SCRATCH``
+  (its own denoiser encoder: DCG priors + one denoiser encoding + the DDIM
+  steps on the head);
 * one forward pass of a plain timm classifier of the same backbone;
 * the reference scheme (priors, then a full denoiser forward at every step) at
   10 and at 100 steps, against ours at the same number of steps.
 
-Usage: ``python benchmarks/bench_inference.py [--backbone resnet18] [--image-size 64]``
+    python -m benchmarks.bench_inference --n-images 32 --repeats 2
+    python -m benchmarks.bench_inference --backbone resnet18 --image-size 64
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import timm
 import torch
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic._diffusion import reverse_chain
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import make_lesions
+
+from ._common import parser, reference_scheme
 
 
 def per_image(fn, n_images, repeats):
@@ -36,36 +38,14 @@ def per_image(fn, n_images, repeats):
     return best / n_images
 
 
-def reference_scheme(clf, X, n_steps):
-    """Priors, then the full denoiser (encoder + head) at every reverse step."""
-    images, device = clf._prepare(X)
-    out = []
-    with torch.inference_mode():
-        for _, x, _ in clf._batches(images, device):
-            prior = clf.guidance_model_(x).fused.softmax(-1)
-            noise = torch.randn(len(x), 1, prior.shape[1])
-            out.append(
-                reverse_chain(
-                    clf.schedule_,
-                    lambda y, t, x=x, p=prior: clf.denoiser_(x, y, p, t),
-                    prior,
-                    noise,
-                    sampler="ddim",
-                    n_steps=n_steps,
-                    prediction_type=clf.prediction_type,
-                )
-            )
-    return torch.cat(out)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--n-images", type=int, default=64)
-    parser.add_argument("--hidden-dim", type=int, nargs="+", default=[6144, 512])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def main(argv=None):
+    parse = parser(__doc__)
+    parse.add_argument("--backbone", default=presets.SCRATCH["backbone"])
+    parse.add_argument("--image-size", type=int, default=64)
+    parse.add_argument("--n-images", type=int, default=64)
+    parse.add_argument("--hidden-dim", type=int, nargs="+", default=[6144, 512])
+    parse.add_argument("--repeats", type=int, default=3)
+    args = parse.parse_args(argv)
     torch.manual_seed(0)
     n = args.n_images
     X, y = make_lesions(n, image_size=args.image_size, random_state=0)
@@ -84,9 +64,9 @@ def main():
     t_plain = per_image(plain_forward, n, args.repeats)
     rows = []
     for hidden in args.hidden_dim:
+        config = {**presets.SCRATCH, "backbone": args.backbone, "hidden_dim": hidden}
         clf = DiffMICClassifier(
-            args.backbone,
-            hidden_dim=hidden,
+            **config,
             max_epochs=1,
             guidance_epochs=0,
             batch_size=32,

@@ -2,17 +2,17 @@
 
 Writes N random 64 px PNG files (once, cached in --cache-dir), then in a fresh
 process per size runs one epoch of ``fit`` (no guidance pre-training) on the
-list of paths with a tiny backbone and reports the peak resident set size
-(``ru_maxrss``) of that process. Files are decoded batch by batch, so the peak
-should not grow with the number of files.
+list of paths with a tiny backbone (``presets.SCRATCH`` on ``test_resnet``)
+and reports the peak resident set size (``ru_maxrss``) of that process.
+Files are decoded batch by batch, so the peak should not grow with the
+number of files.
 
-    python benchmarks/bench_memory.py                # 1,000 vs 8,000 files
-    python benchmarks/bench_memory.py --sizes 500 2000
+    python -m benchmarks.bench_memory                # 1,000 vs 8,000 files
+    python -m benchmarks.bench_memory --sizes 500 2000
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,20 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import parser
+
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 
 folder, n = Path(sys.argv[1]), int(sys.argv[2])
 paths = sorted(folder.glob("*.png"))[:n]
 y = np.arange(n) % 2
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
+config = {**presets.SCRATCH, "backbone": "test_resnet", "hidden_dim": 64}
 DiffMICClassifier(
-    backbone="test_resnet", hidden_dim=64, n_timesteps=100, guidance_epochs=0,
-    max_epochs=1, batch_size=32, random_state=0,
+    **config, n_timesteps=100, guidance_epochs=0, max_epochs=1, batch_size=32,
+    random_state=0,
 ).fit(paths, y)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -55,16 +58,16 @@ def write_images(folder: Path, n: int, size: int) -> None:
         Image.fromarray(pixels).save(folder / f"{i:06d}.png")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument(
+def main(argv=None) -> None:
+    parse = parser(__doc__)
+    parse.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
+    parse.add_argument("--image-size", type=int, default=64)
+    parse.add_argument(
         "--cache-dir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "skdiffmic_bench_memory",
     )
-    args = parser.parse_args()
+    args = parse.parse_args(argv)
     folder = args.cache_dir / f"{args.image_size}px"
     folder.mkdir(parents=True, exist_ok=True)
     print(f"writing up to {max(args.sizes)} PNG files to {folder} ...", flush=True)

@@ -1,11 +1,12 @@
 """Does DiffMIC's explanation point at the evidence? The pointing game.
 
 On ``make_lesions`` the class lives only in a small striped patch, whose
-position is known (``return_patches=True``). A model is fitted at the settings
-of ``tests/test_learning.py`` (400 images of 32 px, 2 classes, the first 300
-for training, ``test_resnet``, 6 guidance and 25 diffusion epochs, no
-augmentation) and :meth:`~skdiffmic.DiffMICClassifier.explain` is run on the
-100 held-out images. Printed, per seed and on average:
+position is known (``return_patches=True``). A model is fitted at
+``presets.SCRATCH`` on a small budget (400 images of 32 px, 2 classes, the
+first 300 for training, ``test_resnet`` with ``hidden_dim=64``, 6 guidance
+and 25 diffusion epochs, no augmentation) and
+:meth:`~skdiffmic.DiffMICClassifier.explain` is run on the 100 held-out
+images. Printed, per seed and on average:
 
 - the share of images whose highest-attention window overlaps the patch,
   against chance: the share of all window positions that overlap it (a
@@ -18,23 +19,22 @@ augmentation) and :meth:`~skdiffmic.DiffMICClassifier.explain` is run on the
   (upsampled bilinearly like the saliency map);
 - the held-out accuracy of DiffMIC, its fused prior and its local prior.
 
-    python benchmarks/bench_pointing.py                  # seed 0, as the test
-    python benchmarks/bench_pointing.py --seeds 0 1 2 3 4
-    python benchmarks/bench_pointing.py --crop-saliency per_class
+    python -m benchmarks.bench_pointing                  # seed 0
+    python -m benchmarks.bench_pointing --seeds 0 1 2 3 4
+    python -m benchmarks.bench_pointing --crop-saliency sum
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic._explain import pointing_chance, pointing_game
-from skdiffmic._guidance import CROP_SALIENCY
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import make_lesions
+
+from ._common import parser, pointing_chance, pointing_game
 
 ROWS = (
     ("highest-attention window overlaps the patch", "attention", "window"),
@@ -54,16 +54,20 @@ def run(seed: int, args) -> dict:
     )
     n_train = args.n_train
     start = time.perf_counter()
-    clf = DiffMICClassifier(
+    config = dict(
+        presets.SCRATCH,
         backbone="test_resnet",
         hidden_dim=64,
+        crop_saliency=args.crop_saliency,
+    )
+    clf = DiffMICClassifier(
+        **config,
         guidance_epochs=args.guidance_epochs,
         max_epochs=args.max_epochs,
         batch_size=32,
         augment=False,
         device=args.device,
         random_state=seed,
-        crop_saliency=args.crop_saliency,
     ).fit(X[:n_train], y[:n_train])
     fit_time = time.perf_counter() - start
     # The patches are in image pixels: the network input must be the image.
@@ -107,22 +111,22 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--n-images", type=int, default=400)
-    parser.add_argument("--n-train", type=int, default=300)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--guidance-epochs", type=int, default=6)
-    parser.add_argument("--max-epochs", type=int, default=25)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument(
+    parse = parser(__doc__)
+    parse.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parse.add_argument("--n-images", type=int, default=400)
+    parse.add_argument("--n-train", type=int, default=300)
+    parse.add_argument("--image-size", type=int, default=32)
+    parse.add_argument("--guidance-epochs", type=int, default=6)
+    parse.add_argument("--max-epochs", type=int, default=25)
+    parse.add_argument("--device", default="cpu")
+    parse.add_argument("--threads", type=int, default=None)
+    parse.add_argument(
         "--crop-saliency",
-        choices=CROP_SALIENCY,
-        default=DiffMICClassifier().crop_saliency,
-        help="the map the windows are chosen on (default: the estimator's)",
+        choices=["per_class", "sum", "predicted"],
+        default=presets.SCRATCH["crop_saliency"],
+        help="the map the windows are chosen on (default: the preset's)",
     )
-    args = parser.parse_args(argv)
+    args = parse.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {}

@@ -15,9 +15,12 @@ on the held-out images:
 3. **Pure noise**: the fraction of uniform-noise images flagged confident, by
    the t-test alone and by the full rule.
 
-    python benchmarks/bench_uncertainty.py                    # ~25 min, 2-core CPU
-    python benchmarks/bench_uncertainty.py --n-images 3000 --epochs 60  # GPU
-    python benchmarks/bench_uncertainty.py --dataset lesions --epochs 10
+    python -m benchmarks.bench_uncertainty                    # ~25 min, 2-core CPU
+    python -m benchmarks.bench_uncertainty --n-images 3000 --epochs 60  # GPU
+    python -m benchmarks.bench_uncertainty --dataset lesions --epochs 10
+
+DiffMIC is ``presets.SCRATCH`` (``resnet10t`` here), with the options below
+changing its backbone, width, target, encoders and windows.
 
 ``--images-npz FILE`` reads pre-decoded images instead (arrays ``X`` and
 ``y``, e.g. written from :func:`skdiffmic.datasets.read_images` on a machine
@@ -26,9 +29,7 @@ where the data package cannot be installed).
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -36,44 +37,25 @@ import torch
 from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
-from skdiffmic._guidance import CROP_SALIENCY
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.baselines import TimmClassifier
-from skdiffmic.datasets import load_br35h, make_lesions, read_images
+from skdiffmic.datasets import make_lesions, read_images
 from skdiffmic.metrics import calibration_bins, expected_calibration_error
+
+from ._common import load_br35h_subset, markdown, parser, stratified_subset, timed
 
 
 def load(args):
-    if args.images_npz:
-        data = np.load(args.images_npz, allow_pickle=False)
-        X, y = data["X"], data["y"]
-    elif args.dataset == "lesions":
+    if args.dataset == "lesions" and not args.images_npz:
         return make_lesions(args.n_images, image_size=args.image_size, random_state=0)
-    else:
-        paths, y = load_br35h(return_X_y=True)
-        X = paths
-    if args.n_images < len(y):
-        keep, _ = train_test_split(
-            np.arange(len(y)), train_size=args.n_images, stratify=y, random_state=0
-        )
-        keep = np.sort(keep)
-        X, y = X[keep], y[keep]
-    if X.dtype.kind in "USO":
+    if not args.images_npz:
+        return load_br35h_subset(args.n_images, args.image_size, 0)
+    data = np.load(args.images_npz, allow_pickle=False)
+    keep = stratified_subset(data["y"], args.n_images, 0)
+    X, y = data["X"][keep], data["y"][keep]
+    if X.dtype.kind in "USO":  # file paths
         X = read_images(X, size=args.image_size)
     return X, y
-
-
-def markdown(frame):
-    """A pandas DataFrame as a Markdown table, floats to 3 decimals."""
-
-    def cell(value):
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(frame.columns) + " |"]
-    lines.append("|" + "---|" * len(frame.columns))
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
 
 
 def calibration_row(name, y, proba, classes):
@@ -127,58 +109,58 @@ def reliability_diagram(curves, path):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["br35h", "lesions"], default="br35h")
-    parser.add_argument("--images-npz", default=None)
-    parser.add_argument("--n-images", type=int, default=600)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--backbone", default="resnet10t")
-    parser.add_argument("--guidance-epochs", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--hidden-dim", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--n-samples", type=int, default=32)
-    parser.add_argument("--eta", type=float, default=1.0)
-    parser.add_argument(
+    parse = parser(__doc__)
+    parse.add_argument("--dataset", choices=["br35h", "lesions"], default="br35h")
+    parse.add_argument("--images-npz", default=None)
+    parse.add_argument("--n-images", type=int, default=600)
+    parse.add_argument("--image-size", type=int, default=64)
+    parse.add_argument("--backbone", default="resnet10t")
+    parse.add_argument("--guidance-epochs", type=int, default=4)
+    parse.add_argument("--epochs", type=int, default=30)
+    parse.add_argument("--hidden-dim", type=int, default=512)
+    parse.add_argument("--batch-size", type=int, default=32)
+    parse.add_argument("--n-samples", type=int, default=32)
+    parse.add_argument("--eta", type=float, default=1.0)
+    parse.add_argument(
         "--validation-fraction",
         type=float,
         default=0.15,
         help="DiffMIC's hold-out; 0 for none (the estimator's default)",
     )
-    parser.add_argument("--n-noise", type=int, default=100)
-    parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument(
+    parse.add_argument("--n-noise", type=int, default=100)
+    parse.add_argument("--alpha", type=float, default=0.05)
+    parse.add_argument(
         "--prediction-type",
-        default="logit_residual",
+        default=presets.SCRATCH["prediction_type"],
         choices=["logit_residual", "sample", "epsilon", "v_prediction"],
-        help="the denoiser's target (the estimator's default: logit_residual)",
+        help="the denoiser's target (default: the preset's)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--denoiser-init",
-        default="guidance",
+        default=presets.SCRATCH["denoiser_init"],
         choices=["guidance", "scratch", "shared"],
-        help="the denoiser's encoder (the estimator's default: guidance)",
+        help="the denoiser's encoder (default: the preset's)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--local-encoder",
-        default="full",
+        default=presets.SCRATCH["local_encoder"],
         choices=["full", "cut"],
-        help="the windows' CNN (the estimator's default: full)",
+        help="the windows' CNN (default: the preset's)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--pretrained",
         action="store_true",
         help="start every network from ImageNet weights (pretrained=True)",
     )
-    parser.add_argument(
+    parse.add_argument(
         "--crop-saliency",
-        default=DiffMICClassifier().crop_saliency,
-        choices=CROP_SALIENCY,
-        help="the map the DCG's windows are chosen on (default: the estimator's)",
+        default=presets.SCRATCH["crop_saliency"],
+        choices=["per_class", "sum", "predicted"],
+        help="the map the DCG's windows are chosen on (default: the preset's)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="uncertainty_results")
-    args = parser.parse_args(argv)
+    parse.add_argument("--seed", type=int, default=0)
+    parse.add_argument("--out", default="uncertainty_results")
+    args = parse.parse_args(argv)
 
     X, y = load(args)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -192,9 +174,18 @@ def main(argv=None) -> None:
         flush=True,
     )
 
-    clf = DiffMICClassifier(
+    config = dict(
+        presets.SCRATCH,
         backbone=args.backbone,
+        pretrained=args.pretrained,
         hidden_dim=args.hidden_dim,
+        prediction_type=args.prediction_type,
+        denoiser_init=args.denoiser_init,
+        local_encoder=args.local_encoder,
+        crop_saliency=args.crop_saliency,
+    )
+    clf = DiffMICClassifier(
+        **config,
         guidance_epochs=args.guidance_epochs,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
@@ -202,17 +193,11 @@ def main(argv=None) -> None:
         eta=args.eta,
         # 0: no hold-out, the estimator's default.
         validation_fraction=args.validation_fraction or None,
-        prediction_type=args.prediction_type,
-        denoiser_init=args.denoiser_init,
-        local_encoder=args.local_encoder,
-        crop_saliency=args.crop_saliency,
-        pretrained=args.pretrained,
         random_state=args.seed,
     )
-    start = time.perf_counter()
-    clf.fit(X_train, y_train)
+    _, seconds = timed(clf.fit, X_train, y_train)
     print(
-        f"DiffMIC fitted in {time.perf_counter() - start:.0f} s "
+        f"DiffMIC fitted in {seconds:.0f} s "
         f"(temperature {clf.temperature_:.3f}, best epoch {clf.best_epoch_})",
         flush=True,
     )
@@ -223,9 +208,8 @@ def main(argv=None) -> None:
         pretrained=args.pretrained,
         random_state=args.seed,
     )
-    start = time.perf_counter()
-    cnn.fit(X_train, y_train)
-    print(f"CNN fitted in {time.perf_counter() - start:.0f} s", flush=True)
+    _, seconds = timed(cnn.fit, X_train, y_train)
+    print(f"CNN fitted in {seconds:.0f} s", flush=True)
 
     classes = clf.classes_
     temperature = clf.temperature_
