@@ -5,4 +5,5 @@ from ._classifier import DiffMICClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffMICClassifier", "__version__", "presets"]
+# ``skdiffmic.presets`` is a module of its own (``from skdiffmic import presets``).
+__all__ = ["DiffMICClassifier", "__version__"]

@@ -825,7 +825,8 @@ default="logit_residual"
             label's probability, ``sigmoid(logit y_0 / temperature_)``
             averaged over the chains (rows need not sum to 1).
         """
-        return self._readout().proba(self._denoise(X))
+        y0 = self._denoise(X)
+        return self._readout().proba(y0)
 
     def predict(self, X):
         """Predicted class: the argmax of :meth:`predict_proba`.

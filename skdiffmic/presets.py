@@ -115,8 +115,22 @@ PRESETS = MappingProxyType({"fine_tune": FINE_TUNE, "scratch": SCRATCH, "paper":
 
 
 def get(name: str) -> dict:
-    """A copy of the preset called ``name`` (``"fine_tune"``, ``"scratch"`` or
-    ``"paper"``), to change and pass as ``DiffMICClassifier(**preset)``.
+    """A copy of a preset, to change and pass as ``DiffMICClassifier(**preset)``.
+
+    Parameters
+    ----------
+    name : {"fine_tune", "scratch", "paper"}
+        The preset's name (:data:`PRESETS`).
+
+    Returns
+    -------
+    dict
+        A new dict of the preset's parameters.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
 
     Examples
     --------

@@ -36,6 +36,7 @@ PUBLIC_MODULES = (
     "skdiffmic.metrics",
     "skdiffmic.parallel",
     "skdiffmic.plotting",
+    "skdiffmic.presets",
     "skdiffmic.weights",
 )
 

@@ -60,7 +60,7 @@ def test_the_graph_gives_the_estimators_probabilities_on_br35h_files(
     [
         dict(prediction_type="epsilon", sampler="ddim", eta=1.0, n_samples=2),
         dict(prediction_type="epsilon", sampler="ddpm", n_samples=1),
-        dict(prediction_type="sample", clip_sample=True, n_samples=2, eta=0.5),
+        dict(prediction_type="sample", center_correction=True, n_samples=2, eta=0.5),
     ],
 )
 def test_noise_dependent_samplers_and_the_temperature_export_exactly(

@@ -152,6 +152,7 @@ def test_diffmic_and_cnn_fit_from_imagenet_weights(lite0_tensors):
         hidden_dim=16,
         n_timesteps=20,
         n_crops=2,
+        local_encoder="full",  # the whole network, blocks.2 included
         learning_rate=1e-12,
         guidance_learning_rate=1e-12,
         **common,
