@@ -42,14 +42,18 @@ y = np.array(["no tumour", "tumour"])[target[keep]]
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.2, stratify=y, random_state=0
 )
-clf = DiffMICClassifier(**presets.SCRATCH).set_params(
-    backbone="test_resnet",
-    hidden_dim=64,
-    n_timesteps=100,
-    guidance_epochs=10,
-    max_epochs=2,
-    random_state=0,
-).fit(X_train, y_train)
+clf = (
+    DiffMICClassifier(**presets.SCRATCH)
+    .set_params(
+        backbone="test_resnet",
+        hidden_dim=64,
+        n_timesteps=100,
+        guidance_epochs=10,
+        max_epochs=2,
+        random_state=0,
+    )
+    .fit(X_train, y_train)
+)
 print(f"held-out accuracy: {np.mean(clf.predict(X_test) == y_test):.2f}")
 
 # %%

@@ -31,15 +31,19 @@ X, y = make_lesions(240, image_size=32, n_classes=2, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.25, stratify=y, random_state=0
 )
-clf = DiffMICClassifier(**presets.SCRATCH).set_params(
-    backbone="test_resnet",
-    hidden_dim=256,
-    n_timesteps=100,
-    guidance_epochs=5,
-    max_epochs=30,
-    validation_fraction=0.25,
-    random_state=0,
-).fit(X_train, y_train)
+clf = (
+    DiffMICClassifier(**presets.SCRATCH)
+    .set_params(
+        backbone="test_resnet",
+        hidden_dim=256,
+        n_timesteps=100,
+        guidance_epochs=5,
+        max_epochs=30,
+        validation_fraction=0.25,
+        random_state=0,
+    )
+    .fit(X_train, y_train)
+)
 print(f"best diffusion epoch: {clf.best_epoch_} of {clf.n_iter_}")
 print(f"fitted temperature: {clf.temperature_:.3g}")
 

@@ -14,7 +14,9 @@ import skdiffmic.baselines
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import make_lesions
 
-TINY = dict(backbone="test_resnet", pretrained=False, max_epochs=2, batch_size=8, random_state=0)
+TINY = dict(
+    backbone="test_resnet", pretrained=False, max_epochs=2, batch_size=8, random_state=0
+)
 
 
 def tiny(**overrides):
