@@ -34,8 +34,10 @@ RESIDUAL_TYPES = ("sample", "logit_residual")
 __all__ = [
     "PREDICTION_TYPES",
     "RESIDUAL_TYPES",
-    "logit_residual_y0",
     "NoiseSchedule",
+    "Parameterisation",
+    "logit_residual_y0",
+    "parameterisation",
     "antithetic_timesteps",
     "inference_timesteps",
     "make_betas",
@@ -161,62 +163,28 @@ class NoiseSchedule:
         return a.sqrt() * y0 + (1 - a.sqrt()) * prior + (1 - a).sqrt() * noise
 
     def target(self, y0, prior, t, noise, prediction_type="epsilon"):
-        """What the denoiser is trained to output for ``y_t = q_sample(...)``.
-
-        ``"epsilon"``: the noise ``eps`` (DDPM, CARD, DiffMIC). ``"sample"``: the
-        clean label's offset from the prior, ``y_0 - p`` (so that an output of
-        zero means "the prior is right"). ``"v_prediction"``: ``v = sqrt(abar_t)
-        eps - sqrt(1 - abar_t) (y_0 - p)`` (Salimans & Ho 2022, on ``z = y - p``).
-        ``"logit_residual"`` has no target in output space (its output is a
-        correction of ``log p``): see :meth:`training_loss`.
-        """
-        if prediction_type == "epsilon":
-            return noise
-        if prediction_type == "sample":
-            return y0 - prior
-        if prediction_type == "v_prediction":
-            a = self.abar(t, y0)
-            return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
-        raise ValueError(_unknown_prediction_type(prediction_type))
+        """What the denoiser is trained to output for ``y_t = q_sample(...)``
+        (see each :class:`Parameterisation`)."""
+        return parameterisation(prediction_type).target(
+            self.abar(t, y0), y0, prior, noise
+        )
 
     def training_loss(
         self, output, y0, prior, t, noise, prediction_type="epsilon", multilabel=False
     ):
         """Loss of the denoiser's ``output`` for ``y_t``: per row ``(B,)``, or
         (``multilabel``) per label ``(B, K)``, whose sum over the labels is the
-        row's loss.
-
-        The squared error against :meth:`target`, averaged over the classes,
-        except for ``"logit_residual"``: the log-loss of the corrected prior
-        ``softmax(log p + output)`` against the clean label. Its gradient with
-        respect to the output is ``y0_hat - y_0``, as the squared error's is for
-        ``"sample"``; the squared error of ``y0_hat`` would shrink it by the
-        softmax's slope (about ``1 / K`` for a flat prior over ``K`` classes).
-        Multi-label, each label's binary log-loss of ``sigmoid(logit p +
-        output)`` (the same gradient, label by label).
-        """
-        if prediction_type == "logit_residual":
-            logits = _corrected_logits(prior, output, multilabel)
-            if multilabel:
-                return F.binary_cross_entropy_with_logits(logits, y0, reduction="none")
-            return -(y0 * logits.log_softmax(-1)).sum(-1)
-        goal = self.target(y0, prior, t, noise, prediction_type)
-        if multilabel:
-            return (output - goal).pow(2) / output.shape[-1]
-        return (output - goal).pow(2).mean(-1)
+        row's loss (see :meth:`Parameterisation.loss`)."""
+        kind = parameterisation(prediction_type)
+        return kind.loss(output, self.abar(t, y0), y0, prior, noise, multilabel)
 
     def training_pair(
         self, output, y0, prior, t, noise, prediction_type="epsilon", multilabel=False
     ):
-        """``(prediction, goal)``, whose distributions the MMD term compares.
-
-        ``output`` against :meth:`target` for every type but
-        ``"logit_residual"``, whose ``y_0`` estimate (:func:`logit_residual_y0`)
-        is compared with the clean label ``y_0``.
-        """
-        if prediction_type == "logit_residual":
-            return logit_residual_y0(prior, output, multilabel), y0
-        return output, self.target(y0, prior, t, noise, prediction_type)
+        """``(prediction, goal)``, whose distributions the MMD term compares
+        (see :meth:`Parameterisation.pair`)."""
+        kind = parameterisation(prediction_type)
+        return kind.pair(output, self.abar(t, y0), y0, prior, noise, multilabel)
 
     def split_output(
         self,
@@ -230,32 +198,12 @@ class NoiseSchedule:
         """The estimates ``(y0_hat, eps_hat)`` from the denoiser's ``output``.
 
         Inverts :meth:`target` with ``z_t = y_t - p = sqrt(abar_t) z_0 +
-        sqrt(1 - abar_t) eps``.
-
-        With ``"epsilon"`` an error in the output reaches ``y0_hat`` multiplied
-        by ``sqrt((1 - abar_t) / abar_t)`` (about 157 at ``t = T`` on the
-        linear schedule); with ``"sample"`` it reaches it unscaled, and an
-        output of zero gives ``y0_hat = p`` at every step. With
-        ``"logit_residual"``, ``y0_hat = softmax(log p + output)``: a
-        probability vector, ``p`` itself for an output of zero (multi-label:
-        ``sigmoid(logit p + output)``, label by label).
+        sqrt(1 - abar_t) eps`` (see :meth:`Parameterisation.estimates`).
         """
-        a = self.abar(t, y_t)
-        z = y_t - prior
-        if prediction_type == "epsilon":
-            eps = output
-            z0 = (z - (1 - a).sqrt() * eps) / a.sqrt()
-        elif prediction_type in RESIDUAL_TYPES:
-            if prediction_type == "logit_residual":
-                z0 = logit_residual_y0(prior, output, multilabel) - prior
-            else:
-                z0 = output
-            eps = (z - a.sqrt() * z0) / (1 - a).sqrt()
-        elif prediction_type == "v_prediction":
-            z0 = a.sqrt() * z - (1 - a).sqrt() * output
-            eps = (1 - a).sqrt() * z + a.sqrt() * output
-        else:
-            raise ValueError(_unknown_prediction_type(prediction_type))
+        kind = parameterisation(prediction_type)
+        z0, eps = kind.estimates(
+            output, self.abar(t, y_t), y_t - prior, prior, multilabel
+        )
         return prior + z0, eps
 
     # -- reverse steps -----------------------------------------------------------
@@ -335,6 +283,119 @@ def _unknown_prediction_type(name) -> str:
         f"Unknown prediction_type {name!r}; expected one of "
         f"{', '.join(map(repr, PREDICTION_TYPES))}."
     )
+
+
+class Parameterisation:
+    """What a denoiser outputs, in one place: its training target and loss,
+    what the MMD term compares, and the estimates a reverse step needs.
+
+    Every quantity is on ``z = y - p`` (see the module docstring), with
+    ``a = abar_t`` broadcast to the rows. Subclasses define :meth:`target`
+    (or override :meth:`loss` and :meth:`pair`) and :meth:`estimates`.
+    """
+
+    name = ""
+
+    def target(self, a, y0, prior, noise):
+        raise NotImplementedError
+
+    def loss(self, output, a, y0, prior, noise, multilabel=False):
+        """The squared error against :meth:`target`, averaged over the classes
+        (multi-label: per label, summing to the row's mean)."""
+        goal = self.target(a, y0, prior, noise)
+        if multilabel:
+            return (output - goal).pow(2) / output.shape[-1]
+        return (output - goal).pow(2).mean(-1)
+
+    def pair(self, output, a, y0, prior, noise, multilabel=False):
+        """``(prediction, goal)`` of the MMD term: the output and its target."""
+        return output, self.target(a, y0, prior, noise)
+
+    def estimates(self, output, a, z, prior, multilabel=False):
+        """``(z0_hat, eps_hat)`` from ``output`` at ``z_t = z``."""
+        raise NotImplementedError
+
+
+class Epsilon(Parameterisation):
+    """The noise ``eps`` (DDPM, CARD, DiffMIC). An error of the output reaches
+    ``y0_hat`` multiplied by ``sqrt((1 - abar_t) / abar_t)`` (about 157 at
+    ``t = T`` on the linear schedule)."""
+
+    name = "epsilon"
+
+    def target(self, a, y0, prior, noise):
+        return noise
+
+    def estimates(self, output, a, z, prior, multilabel=False):
+        return (z - (1 - a).sqrt() * output) / a.sqrt(), output
+
+
+class Sample(Parameterisation):
+    """The clean label's offset from the prior, ``y_0 - p``: an output of zero
+    means "the prior is right", and an error reaches ``y0_hat`` unscaled."""
+
+    name = "sample"
+
+    def target(self, a, y0, prior, noise):
+        return y0 - prior
+
+    def estimates(self, output, a, z, prior, multilabel=False):
+        return output, (z - a.sqrt() * output) / (1 - a).sqrt()
+
+
+class VPrediction(Parameterisation):
+    """``v = sqrt(abar_t) eps - sqrt(1 - abar_t) (y_0 - p)`` (Salimans & Ho
+    2022, on ``z``)."""
+
+    name = "v_prediction"
+
+    def target(self, a, y0, prior, noise):
+        return a.sqrt() * noise - (1 - a).sqrt() * (y0 - prior)
+
+    def estimates(self, output, a, z, prior, multilabel=False):
+        z0 = a.sqrt() * z - (1 - a).sqrt() * output
+        eps = (1 - a).sqrt() * z + a.sqrt() * output
+        return z0, eps
+
+
+class LogitResidual(Parameterisation):
+    """A correction of the prior's log-probabilities: ``y0_hat = softmax(log p
+    + output)`` (multi-label: ``sigmoid(logit p + output)``), ``p`` itself for
+    an output of zero. It has no target in output space."""
+
+    name = "logit_residual"
+
+    def loss(self, output, a, y0, prior, noise, multilabel=False):
+        """The log-loss of the corrected prior against the clean label. Its
+        gradient with respect to the output is ``y0_hat - y_0``, as the squared
+        error's is for ``"sample"``; the squared error of ``y0_hat`` would
+        shrink it by the softmax's slope (about ``1 / K`` for a flat prior).
+        Multi-label, each label's binary log-loss."""
+        logits = _corrected_logits(prior, output, multilabel)
+        if multilabel:
+            return F.binary_cross_entropy_with_logits(logits, y0, reduction="none")
+        return -(y0 * logits.log_softmax(-1)).sum(-1)
+
+    def pair(self, output, a, y0, prior, noise, multilabel=False):
+        """The ``y_0`` estimate against the clean label ``y_0``."""
+        return logit_residual_y0(prior, output, multilabel), y0
+
+    def estimates(self, output, a, z, prior, multilabel=False):
+        z0 = logit_residual_y0(prior, output, multilabel) - prior
+        return z0, (z - a.sqrt() * z0) / (1 - a).sqrt()
+
+
+_PARAMETERISATIONS = {
+    kind.name: kind for kind in (Epsilon(), Sample(), LogitResidual(), VPrediction())
+}
+
+
+def parameterisation(prediction_type: str) -> Parameterisation:
+    """The :class:`Parameterisation` of a ``prediction_type``."""
+    try:
+        return _PARAMETERISATIONS[prediction_type]
+    except KeyError:
+        raise ValueError(_unknown_prediction_type(prediction_type)) from None
 
 
 def reverse_chain(
