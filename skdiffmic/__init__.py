@@ -1,6 +1,6 @@
 """skdiffmic: DiffMIC, dual-guidance diffusion classification, for scikit-learn."""
 
-from . import presets
+from . import presets  # noqa: F401 - skdiffmic.presets, a module of its own
 from ._classifier import DiffMICClassifier
 
 __version__ = "0.1.0"

@@ -462,36 +462,8 @@ default="logit_residual"
         """
         augment = self._check_augment()
         self._check_sampler()
-        data = self._inputs(X, fitting=True)
-        y, label_names = self._check_targets(y, len(data))
-        classes, codes, label_names = self._encode_targets(y, label_names)
-        multilabel = label_names is not None
-        tabular = isinstance(data, ArrayFeatures)
-        weights = False
-        if not tabular:
-            check_backbone(self.backbone)
-            weights = resolve_pretrained(self.backbone, self.pretrained)
-            crop_size = self._resolve_sizes(data.size)
+        data, y, codes, weights, previous = self._fit_inputs(X, y)
         device = resolve_device(self.device, for_fit=True)
-        previous = None
-        if self.warm_start and hasattr(self, "denoiser_"):
-            previous = self._warm_start_state(classes, label_names, data)
-
-        self._set_targets(classes, label_names)
-        self.tabular_ = tabular
-        self.prediction_type_ = self.prediction_type
-        n_classes = len(self.classes_)
-        if tabular:
-            self.image_shape_ = self.image_size_ = self.crop_size_ = None
-            if previous is None:  # a warm start keeps the fitted standardisation
-                self.feature_mean_ = data.X.mean(axis=0)
-                scale = data.X.std(axis=0)
-                self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
-        else:
-            self.image_shape_ = data.shape
-            self.image_size_ = data.size
-            self.crop_size_ = crop_size
-
         rng = check_random_state(self.random_state)
         init_seed, train_seed, sample_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 3)
@@ -507,8 +479,60 @@ default="logit_residual"
         self.sampling_seed_ = sample_seed
         self.temperature_ = 1.0
         train_rows, validate = self._validation(data, codes, train_seed, device)
-        warm = previous is not None
-        config = TrainConfig(
+        ema, history, result = fit_diffmic(
+            guidance_model,
+            denoiser,
+            Subset(data, train_rows),
+            codes[train_rows],
+            n_classes=len(self.classes_),
+            schedule=self.schedule_,
+            preprocess=self._preprocess(),
+            config=self._train_config(y, codes, augment, validate, previous),
+            device=device,
+            generator=torch.Generator().manual_seed(train_seed),
+        )
+        self.guidance_model_ = guidance_model.eval()
+        self.denoiser_ = ema.module.eval()
+        with timed("calibration"):
+            self._fit_calibration(data, codes, train_rows, validate, device)
+        self._record_fit(history, result, previous)
+        return self
+
+    def _fit_inputs(self, X, y):
+        """Check the inputs and set the fitted input attributes, before any
+        network is built: ``(rows, y, codes, starting weights, warm state)``."""
+        data = self._inputs(X, fitting=True)
+        y, label_names = self._check_targets(y, len(data))
+        classes, codes, label_names = self._encode_targets(y, label_names)
+        tabular = isinstance(data, ArrayFeatures)
+        weights = False
+        if not tabular:
+            check_backbone(self.backbone)
+            weights = resolve_pretrained(self.backbone, self.pretrained)
+            crop_size = self._resolve_sizes(data.size)
+        previous = None
+        if self.warm_start and hasattr(self, "denoiser_"):
+            previous = self._warm_start_state(classes, label_names, data)
+        self._set_targets(classes, label_names)
+        self.tabular_ = tabular
+        self.prediction_type_ = self.prediction_type
+        if tabular:
+            self.image_shape_ = self.image_size_ = self.crop_size_ = None
+            if previous is None:  # a warm start keeps the fitted standardisation
+                self.feature_mean_ = data.X.mean(axis=0)
+                scale = data.X.std(axis=0)
+                self.feature_scale_ = np.where(scale > 1e-12, scale, 1.0)
+        else:
+            self.image_shape_ = data.shape
+            self.image_size_ = data.size
+            self.crop_size_ = crop_size
+        return data, y, codes, weights, previous
+
+    def _train_config(self, y, codes, augment, validate, previous) -> TrainConfig:
+        """The fit loop's settings from the parameters, and the two cases that
+        change them."""
+        warm, tabular = previous is not None, self.tabular_
+        return TrainConfig(
             max_epochs=self.max_epochs,
             # A warm start continues the fitted DCG model and denoiser as they
             # are: no pre-training, no copy of the encoder.
@@ -531,25 +555,13 @@ default="logit_residual"
             balanced_sampling=self.balanced_sampling,
             checkpoint=self._checkpoint(codes, previous),
             compile=self.compile,
-            multilabel=multilabel,
+            multilabel=self._is_multilabel(),
             verbose=self.verbose,
         )
-        ema, history, result = fit_diffmic(
-            guidance_model,
-            denoiser,
-            Subset(data, train_rows),
-            codes[train_rows],
-            n_classes=n_classes,
-            schedule=self.schedule_,
-            preprocess=self._preprocess(),
-            config=config,
-            device=device,
-            generator=torch.Generator().manual_seed(train_seed),
-        )
-        self.guidance_model_ = guidance_model.eval()
-        self.denoiser_ = ema.module.eval()
-        with timed("calibration"):
-            self._fit_calibration(data, codes, train_rows, validate, device)
+
+    def _record_fit(self, history, result, previous):
+        """``history_``, ``n_iter_`` and ``best_epoch_``, counted on from a
+        warm start's."""
         self.n_iter_ = result["n_epochs"]
         self.best_epoch_ = result["best_epoch"]
         self.history_ = history
@@ -560,7 +572,6 @@ default="logit_residual"
             self.history_ = previous["history"] + history
             self.n_iter_ += previous["n_iter"]
             self.best_epoch_ += previous["n_iter"]
-        return self
 
     def _fit_calibration(self, data, codes, train_rows, validate, device):
         """Fit ``correction_offset_``, ``temperature_`` and
