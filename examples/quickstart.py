@@ -9,7 +9,7 @@ import os
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from skdiffmic import DiffMICClassifier
+from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.datasets import make_lesions
 
 quick = os.environ.get("SKDIFFMIC_QUICK") == "1"
@@ -17,7 +17,9 @@ X, y = make_lesions(60 if quick else 400, image_size=32, n_classes=2, random_sta
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.3, stratify=y, random_state=0
 )
-clf = DiffMICClassifier(
+# From random weights (SCRATCH), on a small timm network; the defaults
+# (presets.FINE_TUNE) fine-tune ImageNet weights instead.
+clf = DiffMICClassifier(**presets.SCRATCH).set_params(
     backbone="resnet10t",
     hidden_dim=128,
     guidance_epochs=1 if quick else 6,
