@@ -1,8 +1,9 @@
 """Grid search: tune two DiffMIC parameters with GridSearchCV (3-fold CV).
 
 Searches the guidance objective (the paper's dual-granularity MMD loss at
-``mmd_weight=0.5``, or the fused prior alone at 0) and the denoiser width on synthetic lesion images, then
-scores the refitted best model on held-out images.
+``mmd_weight=0.5``, or the fused prior alone at 0) and the denoiser width on
+synthetic lesion images, then scores the refitted best model on held-out
+images.
 
 Run with ``python examples/grid_search.py`` (a few minutes on a 2-core CPU);
 ``SKDIFFMIC_QUICK=1`` for a seconds-long smoke run.
