@@ -4,10 +4,9 @@ options and timed runs.
 The main job is ``examples/benchmark.py`` (the README's): DiffMIC at
 ``presets.FINE_TUNE`` with the budget of :data:`MAIN_JOB`, beside the CNN
 baseline with the same backbone, weights, image size, batch size and epochs.
-The example is a standalone script, so its budget is repeated here; a test
-keeps the two equal. The robustness benchmark's splits and image pipeline
-(:func:`splits`, :func:`prepare`) are here too, because the seed and
-centring studies score the same images.
+The example is a standalone script, loaded here from its file. The robustness
+benchmark's splits and image pipeline (:func:`splits`, :func:`prepare`) are
+here too, because the seed and centring studies score the same images.
 
 The last section holds what the benchmarks need from the package's private
 modules, for want of a public equivalent, imported only when used.
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -36,40 +36,23 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from skdiffmic import DiffMICClassifier, presets
-from skdiffmic.baselines import TimmClassifier
+from skdiffmic import presets
 from skdiffmic.datasets import load_br35h, load_medmnist, read_images
 
+
+def _main_job():
+    """``examples/benchmark.py`` as a module: a standalone script, loaded from
+    its file so that its budget and models are used as they are."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "benchmark.py"
+    spec = importlib.util.spec_from_file_location("skdiffmic_main_job", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_MAIN = _main_job()
 # The main job's budget per mode (examples/benchmark.py's SETTINGS).
-MAIN_JOB = {
-    "default": dict(
-        n_images=600,
-        folds=3,
-        image_size=64,
-        guidance_epochs=2,
-        max_epochs=6,
-        batch_size=32,
-    ),
-    "full": dict(
-        n_images=None,
-        folds=5,
-        image_size=224,
-        guidance_epochs=15,
-        max_epochs=100,
-        batch_size=32,
-    ),
-    "quick": dict(
-        n_images=24,
-        folds=2,
-        image_size=16,
-        guidance_epochs=1,
-        max_epochs=1,
-        batch_size=8,
-        backbone="test_resnet",
-        pretrained=False,
-        hidden_dim=32,
-    ),
-}
+MAIN_JOB = _MAIN.SETTINGS
 CORRUPTION_SIZE = 224  # MedMNIST-C's resolution
 METRICS = ("macro_f1", "balanced_accuracy", "roc_auc", "log_loss")
 
@@ -82,20 +65,8 @@ def main_job_settings(mode: str = "default", **budget) -> dict:
 
 def main_job_models(s: dict, **common):
     """DiffMIC and the CNN at the settings ``s`` (:func:`main_job_settings`),
-    as the main job builds them: the same backbone, weights, image size and
-    batch size, ``common`` (``random_state``, ``device``, ...) for both, the
-    CNN trained for DiffMIC's two stages together."""
-    params = {k: v for k, v in s.items() if k not in ("n_images", "folds")}
-    diffmic = DiffMICClassifier(**params, **common)
-    cnn = TimmClassifier(
-        backbone=s["backbone"],
-        pretrained=s["pretrained"],
-        image_size=s["image_size"],
-        batch_size=s["batch_size"],
-        max_epochs=s["guidance_epochs"] + s["max_epochs"],
-        **common,
-    )
-    return diffmic, cnn
+    as the main job builds them (its ``make_models``)."""
+    return _MAIN.make_models(s, **common)
 
 
 # -- Data ------------------------------------------------------------------

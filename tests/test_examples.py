@@ -112,7 +112,7 @@ def test_main_job_is_the_fine_tune_preset_at_its_budget():
     )
     assert diffmic.get_params() == expected.get_params()
     assert cnn.max_epochs == 8 and cnn.backbone == presets.FINE_TUNE["backbone"]
-    # The benchmarks' copy of the budget, and their models, are the main job's.
+    # The benchmarks' budget and models are the main job's.
     assert common.MAIN_JOB == main_job["SETTINGS"]
     for mode, budget in common.MAIN_JOB.items():
         ours = common.main_job_models(common.main_job_settings(mode), random_state=0)
