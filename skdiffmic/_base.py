@@ -260,8 +260,9 @@ class ImageInputMixin:
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
+        if tags.classifier_tags is not None:  # the classifiers: label sets too
+            tags.classifier_tags.multi_label = True
+            tags.target_tags.multi_output = True
         return tags
 
     def _check_augment(self):

@@ -4,7 +4,8 @@
 DiffMIC's, fine-tuned with cross-entropy on the same inputs, image size and
 augmentation. It shares the input contract, the batching, the learning-rate
 schedule and the pickling of :class:`~skdiffmic.DiffMICClassifier`, so a
-benchmark changes only the model.
+benchmark changes only the model. :class:`TimmFeatures` is the frozen backbone
+as a transformer: with a scaler and a logistic regression, the linear probe.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from ._batching import (
     epoch_size,
     iter_batches,
 )
+from ._features import TimmFeatures
 from ._losses import classification_loss
 from ._profiling import timed
 from ._targets import label_probabilities
 from ._training import warmup_cosine
 
-__all__ = ["TimmClassifier"]
+__all__ = ["TimmClassifier", "TimmFeatures"]
 
 
 def _create_classifier(backbone, *, n_classes, in_chans, pretrained, seed):
