@@ -200,6 +200,12 @@ def test_ham10000_metadata(ham):
     assert bunch.target.dtype == np.int64 and bunch.target.tolist() == HAM_TARGET
     assert all(Path(p).is_file() for p in bunch.filenames)
     assert "HAM10000" in bunch.DESCR and "Tschandl" in bunch.DESCR
+    # Each image's lesion, in the rows' order (the fixture: one lesion each).
+    order = {k: i for i, k in enumerate(HAM_IDS)}
+    expected = [f"HAM_{order[Path(p).stem]}" for p in bunch.data]
+    assert bunch.lesion_id.tolist() == expected
+    frame = load_ham10000(ham, as_frame=True).frame
+    assert frame["lesion_id"].tolist() == expected
 
 
 def test_ham10000_isic_ground_truth_gives_same_labels(ham):
@@ -215,6 +221,7 @@ def test_ham10000_isic_ground_truth_gives_same_labels(ham):
     bunch = load_ham10000(ham)
     assert [Path(p).stem for p in bunch.data] == ham_ids()
     assert bunch.target.tolist() == HAM_TARGET
+    assert bunch.lesion_id is None  # the ground truth has no lesions
     onehot.iloc[0, :] = 0.0
     onehot.rename_axis("image").reset_index().to_csv(
         gt / "ISIC2018_Task3_Training_GroundTruth.csv", index=False

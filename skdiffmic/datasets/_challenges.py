@@ -147,7 +147,12 @@ def load_ham10000(
     -------
     data : Bunch
         As in :func:`load_image_folder`; ``target_names`` are
-        ``['MEL', 'NV', 'BCC', 'AKIEC', 'BKL', 'DF', 'VASC']``.
+        ``['MEL', 'NV', 'BCC', 'AKIEC', 'BKL', 'DF', 'VASC']``, and
+        ``lesion_id`` the lesion of each image (from ``HAM10000_metadata.csv``;
+        None with the ISIC ground-truth CSV, which has no lesions). HAM10000
+        has several images of many lesions: split by ``lesion_id`` (e.g.
+        :class:`~sklearn.model_selection.StratifiedGroupKFold`) so that no
+        lesion sits on both sides.
     (data, target) : tuple if ``return_X_y`` is True.
 
     Raises
@@ -190,7 +195,26 @@ def load_ham10000(
         "arXiv:1902.03368. Download from the Harvard Dataverse "
         "(doi:10.7910/DVN/DBW86T) or the ISIC 2018 challenge site.\n"
     )
-    return _bunch(paths, target, names, descr, return_X_y=return_X_y, as_frame=as_frame)
+    bunch = _bunch(
+        paths, target, names, descr, return_X_y=return_X_y, as_frame=as_frame
+    )
+    if not return_X_y:
+        bunch.lesion_id = _lesion_ids(label_file, paths)
+        if as_frame:
+            bunch.frame["lesion_id"] = bunch.lesion_id
+    return bunch
+
+
+def _lesion_ids(label_file: Path, paths) -> np.ndarray | None:
+    """The lesion of each image (``HAM10000_metadata.csv``'s ``lesion_id``),
+    to keep a lesion's images on one side of a split; None without it."""
+    if label_file.name != _HAM_METADATA:
+        return None
+    table = pd.read_csv(label_file)
+    if "lesion_id" not in table.columns:
+        return None
+    lesion = dict(zip(table["image_id"].astype(str), table["lesion_id"].astype(str)))
+    return np.array([lesion[Path(p).stem] for p in paths], dtype=object)
 
 
 def load_aptos2019(
