@@ -76,6 +76,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -89,12 +90,16 @@ from sklearn.metrics import (
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
+    StratifiedGroupKFold,
     StratifiedKFold,
     train_test_split,
 )
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skdiffmic import DiffMICClassifier, presets
-from skdiffmic.baselines import TimmClassifier
+from skdiffmic.baselines import TimmClassifier, TimmFeatures
 from skdiffmic.datasets import (
     load_aptos2019,
     load_br35h,
@@ -107,7 +112,7 @@ from skdiffmic.datasets import (
     read_images,
 )
 
-MODELS = ("DiffMIC", "CNN (CE)", "DCG prior")
+MODELS = ("DiffMIC", "CNN (CE)", "DCG prior", "linear probe")
 METRICS = ("accuracy", "macro_f1", "qw_kappa", "roc_auc")
 # Also in the table: multi-class and calibration metrics, and (a second table)
 # each class's recall.
@@ -171,9 +176,11 @@ def load_dataset(spec: str, n_images: int | None, image_size: int, seed: int):
     return load_dataset_and_groups(spec, n_images, image_size, seed)[:4]
 
 
-def load_dataset_and_groups(spec, n_images, image_size, seed):
-    """:func:`load_dataset`, and the patient of each image for the chest X-ray
-    sets (their folds keep a patient's images together; None for the others)."""
+def load_dataset_and_groups(spec, n_images, image_size, seed, split_file=None):
+    """:func:`load_dataset`, and the group of each image: the patient for the
+    chest X-ray sets, the lesion for HAM10000 (their folds keep a group's
+    images together; None for the others). ``split_file`` (HAM10000, APTOS)
+    names DiffMIC's split CSV, whose train split is loaded."""
     kind, _, where = spec.partition(":")
     if kind == "findings":
         n = n_images or 600
@@ -209,11 +216,12 @@ def load_dataset_and_groups(spec, n_images, image_size, seed):
         data = load_medmnist(where, split="train")
         X, y = data.data, data.target
     elif kind in ("br35h", "folder", "ham10000", "aptos2019"):
+        split = dict(split="train", split_file=split_file) if split_file else {}
         loader = {
             "br35h": lambda: load_br35h(),
             "folder": lambda: load_image_folder(where),
-            "ham10000": lambda: load_ham10000(where, verify=False),
-            "aptos2019": lambda: load_aptos2019(where, verify=False),
+            "ham10000": lambda: load_ham10000(where, verify=False, **split),
+            "aptos2019": lambda: load_aptos2019(where, verify=False, **split),
         }[kind]
         if kind != "br35h" and not where:
             raise SystemExit(f"--dataset {kind} needs a path: {kind}:ROOT")
@@ -221,6 +229,7 @@ def load_dataset_and_groups(spec, n_images, image_size, seed):
         X, y = data.data, data.target
     else:
         raise SystemExit(f"Unknown --dataset {spec!r}")
+    groups = getattr(data, "lesion_id", None)
     if n_images is not None and n_images < len(y):
         # A stratified subset, the same for every run with this seed.
         keep, _ = train_test_split(
@@ -231,11 +240,12 @@ def load_dataset_and_groups(spec, n_images, image_size, seed):
         )
         keep = np.sort(keep)
         X, y = X[keep], y[keep]
+        groups = None if groups is None else groups[keep]
     if X.dtype == object:  # file paths: decode once, at the network size
         print(f"decoding {len(X)} images at {image_size} px ...", flush=True)
         X = read_images(X, size=image_size)
     names = np.asarray(data.target_names)
-    return X, np.asarray(y), names, f"{kind} {where}".strip(), None
+    return X, np.asarray(y), names, f"{kind} {where}".strip(), groups
 
 
 def scores(y_true, proba, classes):
@@ -296,6 +306,23 @@ def make_models(s, **common):
     return diffmic, cnn
 
 
+def make_probe(s, multilabel=False):
+    """The linear probe at the settings ``s``: the same backbone, weights and
+    image size as the other models, frozen, its pooled features standardised
+    and fed to a logistic regression (one per finding for label sets). It
+    fits nothing but the regression, so it has no augmentation."""
+    features = TimmFeatures(
+        s["backbone"],
+        pretrained=s["pretrained"],
+        image_size=s["image_size"],
+        batch_size=max(s["batch_size"], 64),
+    )
+    regression = LogisticRegression(max_iter=2000)
+    if multilabel:
+        regression = OneVsRestClassifier(regression)
+    return make_pipeline(features, StandardScaler(), regression)
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
@@ -312,8 +339,10 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     if args.epochs is not None:
         s["guidance_epochs"], s["max_epochs"] = args.epochs
     X, y, names, description, groups = load_dataset_and_groups(
-        args.dataset, s["n_images"], s["image_size"], args.seed
+        args.dataset, s["n_images"], s["image_size"], args.seed, args.split_file
     )
+    if args.ignore_groups:
+        groups = None
     if args.class_names is not None:
         given = [n.strip() for n in args.class_names.split(",")]
         if len(given) != len(names):
@@ -334,8 +363,12 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         f"{'positives per finding' if multilabel else 'classes'} "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    if groups is not None:  # chest X-rays: a patient's images in one fold
+    if groups is not None and multilabel:  # chest X-rays: a patient in one fold
         folds = GroupKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
+    elif groups is not None:  # HAM10000: a lesion's images in one fold
+        folds = StratifiedGroupKFold(
+            n_splits=s["folds"], shuffle=True, random_state=args.seed
+        )
     else:
         splitter = KFold if multilabel else StratifiedKFold
         folds = splitter(n_splits=s["folds"], shuffle=True, random_state=args.seed)
@@ -353,11 +386,16 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         print(f"{tag} fitting the CNN baseline ...", flush=True)
         _, cnn_fit_s = timed(cnn.fit, X[train], y[train])
         cnn_proba, cnn_pred_s = timed(cnn.predict_proba, X[test])
+        print(f"{tag} fitting the linear probe ...", flush=True)
+        probe = make_probe(s, multilabel)
+        _, probe_fit_s = timed(probe.fit, X[train], y[train])
+        probe_proba, probe_pred_s = timed(probe.predict_proba, X[test])
         results = {
             "DiffMIC": (proba, fit_s, pred_s),
             "CNN (CE)": (cnn_proba, cnn_fit_s, cnn_pred_s),
             # The prior's fit is DiffMIC's fit: it comes from the same run.
             "DCG prior": (prior, fit_s, prior_s),
+            "linear probe": (probe_proba, probe_fit_s, probe_pred_s),
         }
         for model, (p, fit_time, pred_time) in results.items():
             if multilabel:
@@ -378,7 +416,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             )
         # Finished folds survive a run that is stopped part-way.
         pd.DataFrame(rows).to_csv(args.out / "results.csv", index=False)
-        last = pd.DataFrame(rows[-3:]).set_index("model")[list(metrics)]
+        last = pd.DataFrame(rows[-len(MODELS) :]).set_index("model")[list(metrics)]
         print(f"{tag} done\n{last.round(3).to_string()}\n", flush=True)
     info = dict(
         confusion=confusion,
@@ -386,6 +424,7 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         settings=s,
         description=description,
         multilabel=multilabel,
+        folds=type(folds).__name__,
     )
     return pd.DataFrame(rows), info
 
@@ -527,6 +566,17 @@ def main(argv=None) -> None:
         action="store_true",
         help="random initialisation instead of ImageNet weights",
     )
+    parser.add_argument(
+        "--split-file",
+        help="DiffMIC's split CSV for ham10000/aptos2019 (e.g. isic2018.csv): "
+        "its train split is cross-validated",
+    )
+    parser.add_argument(
+        "--ignore-groups",
+        action="store_true",
+        help="folds at random by image, ignoring lesions and patients (to "
+        "measure what a grouped split changes)",
+    )
     parser.add_argument("--folds", type=int)
     parser.add_argument("--n-images", type=int, help="stratified subset size")
     parser.add_argument("--image-size", type=int)
@@ -566,8 +616,7 @@ def main(argv=None) -> None:
     s = info["settings"]
     preset = "SCRATCH" if args.scratch else "FINE_TUNE"
     print(
-        f"\n{info['description']}, {s['folds']}-fold "
-        f"{'shuffled' if info['multilabel'] else 'stratified'} CV, "
+        f"\n{info['description']}, {s['folds']}-fold CV ({info['folds']}), "
         f"DiffMIC at presets.{preset}, "
         f"{s['backbone']} ({'ImageNet' if s['pretrained'] else 'from scratch'}) "
         f"at {s['image_size']} px, DCG {s['guidance_epochs']} + "

@@ -36,13 +36,72 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
         ["--quick", "--out", os.fspath(tmp_path)]
     )
     out = capsys.readouterr().out
-    for model in ("DiffMIC", "CNN (CE)", "DCG prior"):
+    for model in ("DiffMIC", "CNN (CE)", "DCG prior", "linear probe"):
         assert f"| {model} |" in out
     assert {p.name for p in tmp_path.iterdir()} == {
         "results.csv",
         "summary.csv",
         "benchmark.png",
     }
+
+
+def _write_ham10000(root, n_lesions=4, per_lesion=2):
+    """A HAM10000 folder of written JPEGs: every class has ``n_lesions``
+    lesions of ``per_lesion`` images; and DiffMIC's split CSV of it."""
+    from PIL import Image
+
+    from skdiffmic.datasets import HAM10000_CLASSES
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    meta, split = [], []
+    for c, name in enumerate(HAM10000_CLASSES):
+        for lesion in range(n_lesions):
+            for k in range(per_lesion):
+                image_id = f"ISIC_{c}{lesion}{k}"
+                pixels = rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / "images" / f"{image_id}.jpg")
+                meta.append((f"HAM_{c}{lesion}", image_id, name.lower()))
+                split.append((image_id, c, name, "train"))
+    pd.DataFrame(meta, columns=["lesion_id", "image_id", "dx"]).to_csv(
+        root / "HAM10000_metadata.csv", index=False
+    )
+    columns = ["image_id", "label", "label_name", "split"]
+    pd.DataFrame(split, columns=columns).to_csv(root / "split.csv", index=False)
+    return root
+
+
+def test_benchmark_folds_keep_a_ham10000_lesion_together(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    root = _write_ham10000(tmp_path / "ham")
+    main_job = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="x")
+    X, y, names, _, groups = main_job["load_dataset_and_groups"](
+        f"ham10000:{root}", None, 16, 0, os.fspath(root / "split.csv")
+    )
+    assert len(y) == 56 and names[0] == "MEL" and len(set(groups)) == 28
+    main_job["main"](
+        [
+            "--quick",
+            "--dataset",
+            f"ham10000:{root}",
+            "--split-file",
+            os.fspath(root / "split.csv"),
+            "--n-images",
+            "56",
+            "--out",
+            os.fspath(tmp_path / "out"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "CV (StratifiedGroupKFold)" in out and "| linear probe |" in out
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(results) == 2 * 4  # two folds of four models
+    # The splitter the run used keeps every lesion on one side.
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=0)
+    for train, test in folds.split(X, y, groups):
+        assert not set(groups[train]) & set(groups[test])
 
 
 def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
