@@ -1,4 +1,11 @@
-"""Prediction: per-row noise, the reverse chains over batches, chain probabilities.
+"""The one prediction path: prior -> encoding -> reverse chains -> scores -> labels.
+
+:func:`encode` passes a batch once through each network (the DCG model's
+priors, the denoiser's image features); :meth:`Sampler.chains` runs the
+reverse chains on the label head; :class:`Readout` turns the chains into
+probabilities; :func:`decide` turns probabilities into labels.
+``predict_proba``, ``sample_proba``, ``predict_uncertainty``, the ONNX export
+and the command line all go through them.
 
 The estimator encodes every image once and runs its ``n_samples`` reverse
 chains on the denoiser's label head as one batch. Each row's noise is drawn
