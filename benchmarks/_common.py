@@ -25,15 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    log_loss,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from skdiffmic import presets
@@ -190,23 +181,8 @@ def predictions(diffmic, cnn, X) -> dict:
     return out
 
 
-def scores(y_true, proba, classes) -> dict:
-    """The main job's metrics, and the recall of every class (``recall[k]``)."""
-    pred = classes[np.argmax(proba, axis=1)]
-    if len(classes) == 2:
-        auc = roc_auc_score(y_true, proba[:, 1])
-    else:
-        auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-    recall = recall_score(y_true, pred, labels=classes, average=None, zero_division=0)
-    return {
-        "accuracy": accuracy_score(y_true, pred),
-        "balanced_accuracy": balanced_accuracy_score(y_true, pred),
-        "macro_f1": f1_score(y_true, pred, average="macro"),
-        "qw_kappa": cohen_kappa_score(y_true, pred, weights="quadratic"),
-        "roc_auc": auc,
-        "log_loss": log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes),
-        **{f"recall[{k}]": r for k, r in zip(classes, recall)},
-    }
+# The main job's metrics, and the recall of every class (``recall[k]``).
+scores = _MAIN.scores
 
 
 def markdown(frame: pd.DataFrame, digits: int = 3) -> str:
