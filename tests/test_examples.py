@@ -121,7 +121,7 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     assert "| model | macro ROC AUC | sample-F1 |" in out
     assert "ROC AUC of each finding" in out
     results = pd.read_csv(tmp_path / "results.csv")
-    assert set(results["model"]) == {"DiffMIC", "CNN (CE)", "DCG prior"}
+    assert set(results["model"]) == {"DiffMIC", "CNN (CE)", "DCG prior", "linear probe"}
     per_finding = [c for c in results.columns if c.startswith("auc[")]
     assert len(per_finding) == 4
     # The macro ROC AUC is the mean of the findings'.
