@@ -181,7 +181,7 @@ class TimmFeatures(
 
         Returns
         -------
-        features : ndarray of shape (n_images, n_features_out_)
+        features : ndarray of shape (n_images, ``n_features_out_``)
             float32 feature vectors, in the order of ``X``'s rows.
         """
         data, device = self._prepare(X)
