@@ -333,7 +333,8 @@ def run(args) -> tuple[pd.DataFrame, dict]:
     mode = "quick" if args.quick else "full" if args.full else "default"
     preset = presets.SCRATCH if args.scratch else presets.FINE_TUNE
     s = {**preset, **SETTINGS[mode], **(SCRATCH[mode] if args.scratch else {})}
-    for key in ("n_images", "image_size", "backbone", "folds", "crop_saliency"):
+    overrides = ("n_images", "image_size", "backbone", "folds", "crop_saliency")
+    for key in (*overrides, "crop_size", "n_crops"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     if args.epochs is not None:
@@ -594,6 +595,13 @@ def main(argv=None) -> None:
         help="the map DiffMIC's DCG windows are chosen on (default: the "
         "preset's, per_class; the paper's: sum)",
     )
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        help="side of DiffMIC's DCG windows in pixels (default: the paper's "
+        "32 px at 224 px, scaled to the image size)",
+    )
+    parser.add_argument("--n-crops", type=int, help="DiffMIC's DCG windows (6)")
     parser.add_argument(
         "--class-names",
         metavar="A,B,...",
