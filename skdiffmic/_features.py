@@ -156,7 +156,10 @@ class TimmFeatures(
         self.tabular_ = False
         self.image_shape_ = data.shape
         self.image_size_ = data.size
+        # Random weights (pretrained=False) from a fixed seed: the same
+        # features on every fit, whatever the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             model, n_features = create_pooled_encoder(
                 self.backbone, in_chans=data.channels, pretrained=weights
             )
