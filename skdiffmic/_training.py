@@ -22,7 +22,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -289,7 +289,8 @@ class Trainer:
             **{name: part.state_dict() for name, part in self.parts().items()},
             "ema_updates": self.ema.updates,
             "generator": generator.get_state(),
-            "progress": asdict(progress),
+            # Shallow: torch.save copies the tensors of best_state anyway.
+            "progress": {f.name: getattr(progress, f.name) for f in fields(progress)},
         }
 
     def restore(self, saved: dict, generator) -> Progress:
