@@ -301,6 +301,9 @@ def make_models(s, **common):
         image_size=s["image_size"],
         batch_size=s["batch_size"],
         max_epochs=s["guidance_epochs"] + s["max_epochs"],
+        # The levers both models have, set alike (--tta, --class-weight).
+        tta=s["tta"],
+        class_weight=s.get("class_weight"),
         **common,
     )
     return diffmic, cnn
@@ -339,6 +342,9 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             s[key] = getattr(args, key)
     if args.epochs is not None:
         s["guidance_epochs"], s["max_epochs"] = args.epochs
+    s["tta"] = args.tta
+    if args.class_weight is not None:
+        s["class_weight"] = args.class_weight
     X, y, names, description, groups = load_dataset_and_groups(
         args.dataset, s["n_images"], s["image_size"], args.seed, args.split_file
     )
@@ -602,6 +608,17 @@ def main(argv=None) -> None:
         "32 px at 224 px, scaled to the image size)",
     )
     parser.add_argument("--n-crops", type=int, help="DiffMIC's DCG windows (6)")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation (8 quarter turns and flips averaged) for "
+        "DiffMIC and the CNN",
+    )
+    parser.add_argument(
+        "--class-weight",
+        choices=["balanced"],
+        help="class weights in DiffMIC's and the CNN's losses",
+    )
     parser.add_argument(
         "--class-names",
         metavar="A,B,...",

@@ -22,7 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backbones import normalization_stats
-from ._batching import autocast, iter_batches
+from ._batching import N_VIEWS, autocast, dihedral, iter_batches
 from ._inputs import (
     ArrayFeatures,
     Augment,
@@ -297,24 +297,39 @@ class ImageInputMixin:
             setattr(self, name, self._to_device(getattr(self, name), device).eval())
         return data, device
 
-    def _batches(self, data, device):
-        """Prediction batches of a row source, in order, preprocessed."""
-        return iter_batches(
+    def _batches(self, data, device, view=0):
+        """Prediction batches of a row source, in order, preprocessed, under
+        symmetry ``view`` of the square (:func:`~skdiffmic._batching.dihedral`;
+        ``raw`` stays the stored rows, so row seeds do not change with it)."""
+        batches = iter_batches(
             data, np.arange(len(data)), self.batch_size, self._preprocess(), device
         )
+        for batch in batches:
+            yield batch if view == 0 else batch._replace(x=dihedral(batch.x, view))
+
+    def _views(self):
+        """The views ``predict_proba`` averages over: all 8 symmetries of the
+        square with ``tta=True`` (images only), else the image as it is."""
+        images = not getattr(self, "tabular_", False)
+        return range(N_VIEWS) if getattr(self, "tta", False) and images else (0,)
 
     def _map_batches(self, data, device, dtype, fn) -> np.ndarray:
-        """``fn(x)`` on every batch of a row source, inputs cast to ``dtype``.
+        """``fn(x)`` on every batch of a row source, inputs cast to ``dtype``,
+        averaged over :meth:`_views`.
 
         The rows of every batch's output are gathered as one float64 array.
         """
-        outputs = []
-        for _, x, _ in self._batches(data, device):
-            x = x if dtype is None else x.to(dtype)
-            with torch.inference_mode(), autocast(device):
-                out = fn(x)
-            outputs.append(out.to(torch.float64).cpu())
-        return torch.cat(outputs).numpy()
+        total = 0.0
+        views = self._views()
+        for view in views:
+            outputs = []
+            for _, x, _ in self._batches(data, device, view):
+                x = x if dtype is None else x.to(dtype)
+                with torch.inference_mode(), autocast(device):
+                    out = fn(x)
+                outputs.append(out.to(torch.float64).cpu())
+            total = total + torch.cat(outputs).numpy()
+        return total / len(views)
 
     @staticmethod
     def _to_device(module, device):

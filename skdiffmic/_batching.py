@@ -20,6 +20,7 @@ __all__ = [
     "Batch",
     "autocast",
     "balanced_sample_weight",
+    "dihedral",
     "epoch_order",
     "epoch_size",
     "iter_batches",
@@ -75,6 +76,23 @@ def _to_network(pos, raw, preprocess, device, cuda) -> Batch:
         if batch.dim() == 4:  # images: the networks' memory format
             batch = batch.contiguous(memory_format=torch.channels_last)
     return Batch(pos, batch, raw)
+
+
+# The views test-time augmentation averages over: the square's 8 symmetries
+# (4 quarter turns, each also flipped left-right), the identity first.
+N_VIEWS = 8
+
+
+def dihedral(x: torch.Tensor, view: int) -> torch.Tensor:
+    """Image batch ``x`` (N, C, H, W) under symmetry ``view`` of the square:
+    ``view % 4`` quarter turns, then a left-right flip when ``view >= 4``.
+    View 0 is ``x`` itself; other tensors (feature rows) pass unchanged."""
+    if view == 0 or x.dim() != 4:
+        return x
+    out = torch.rot90(x, view % 4, dims=(2, 3))
+    if view >= 4:
+        out = torch.flip(out, dims=(3,))
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def epoch_size(n, batch_size):

@@ -175,6 +175,11 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         and up-down (each with probability 1/2) and rotates by up to 30
         degrees; a dict such as ``{"hflip": True, "rotation": 15}`` chooses
         (missing keys are off); ``False`` disables it.
+    tta : bool, default=False
+        Test-time augmentation: :meth:`predict_proba` and :meth:`predict`
+        average the probabilities of the image's 8 symmetries (4 quarter
+        turns, each also flipped), at 8 times the prediction cost; the ONNX
+        export sees the image as it is.
     max_epochs : int, default=100
         Training epochs.
     batch_size : int, default=32
@@ -279,6 +284,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "image_size": [Interval(Integral, MIN_IMAGE_SIZE, None, closed="left"), None],
         "image_shape": [tuple, list, None],
         "augment": ["boolean", dict],
+        "tta": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -299,6 +305,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         image_size=None,
         image_shape=None,
         augment=True,
+        tta=False,
         max_epochs=100,
         batch_size=32,
         learning_rate=1e-3,
@@ -315,6 +322,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.image_size = image_size
         self.image_shape = image_shape
         self.augment = augment
+        self.tta = tta
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
