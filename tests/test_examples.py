@@ -104,6 +104,20 @@ def test_benchmark_folds_keep_a_ham10000_lesion_together(tmp_path, capsys):
         assert not set(groups[train]) & set(groups[test])
 
 
+def test_ham10000_file_fit_benchmark_reports_both_models(tmp_path, capsys):
+    root = _write_ham10000(tmp_path / "ham")
+    bench = importlib.import_module("benchmarks.bench_ham10000_fit")
+    bench.main(
+        ["--root", os.fspath(root), "--split-file", os.fspath(root / "split.csv")]
+        + ["--quick", "--image-size", "16", "--epochs", "1", "1"]
+    )
+    out = capsys.readouterr().out
+    assert "Fit on 56 HAM10000 files at 16 px" in out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")]
+    assert [r[1].strip() for r in rows[1:]] == ["DiffMIC", "CNN"]
+    assert all(float(r[5]) >= float(r[4]) > 0 for r in rows[1:])  # peak >= start
+
+
 def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="not_main")["main"](

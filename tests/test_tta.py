@@ -51,9 +51,7 @@ def test_cnn_tta_is_the_mean_over_the_views(data):
     averaged = cnn.predict_proba(X[:6])
     np.testing.assert_allclose(averaged, np.mean(plain, axis=0), atol=1e-6)
     assert not np.allclose(averaged, plain[0], atol=1e-4)
-    np.testing.assert_array_equal(
-        cnn.predict(X[:6]), cnn.classes_[averaged.argmax(1)]
-    )
+    np.testing.assert_array_equal(cnn.predict(X[:6]), cnn.classes_[averaged.argmax(1)])
 
 
 def test_diffmic_tta_averages_the_views_with_the_rows_own_noise(data):
