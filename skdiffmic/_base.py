@@ -23,6 +23,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backbones import normalization_stats
 from ._batching import N_VIEWS, autocast, dihedral, iter_batches
+from ._distributed import (
+    device_list,
+    fit_on_devices,
+    join_launched_group,
+    launched_device,
+    world,
+)
 from ._inputs import (
     ArrayFeatures,
     Augment,
@@ -42,7 +49,11 @@ _PAPER_SIZE = 224
 MIN_IMAGE_SIZE = 8
 
 
-def resolve_device(name: str, *, for_fit: bool) -> torch.device:
+def resolve_device(name, *, for_fit: bool) -> torch.device:
+    """The torch device of a ``device`` parameter; a list's first entry (the
+    device a distributed fit's estimator predicts on)."""
+    if not isinstance(name, str):
+        name = device_list(name)[0]
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -284,6 +295,27 @@ class ImageInputMixin:
                 f"{rotation!r}."
             )
         return Augment(bool(options["hflip"]), bool(options["vflip"]), rotation)
+
+    def _fit_on_devices(self, X, y) -> bool:
+        """With a list ``device``: fit in one worker process per entry
+        (:func:`skdiffmic._distributed.fit_on_devices`) and take rank 0's
+        fitted state. Returns whether ``fit`` is done."""
+        devices = device_list(self.device)
+        if devices is None or world()[1] > 1:
+            return False
+        fitted = fit_on_devices(self, X, y, devices)
+        self.__dict__.update(fitted.__dict__)
+        return True
+
+    def _fit_device(self) -> torch.device:
+        """The device this process fits on, after joining the process group
+        of an external launcher (``torchrun``) if there is one."""
+        name = self.device
+        if not isinstance(name, str):  # a list inside a launched group
+            name = device_list(name)[world()[0] % len(name)]
+        if join_launched_group(launched_device(name)):
+            name = launched_device(name)
+        return resolve_device(name, for_fit=True)
 
     def _prepare(self, X):
         """Check ``X`` against the fitted model; move its modules to the device.

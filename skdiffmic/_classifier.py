@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, resolve_pretrained
-from ._base import ImageInputMixin, resolve_device
+from ._base import ImageInputMixin
 from ._diffusion import (
     PREDICTION_TYPES,
     NoiseSchedule,
@@ -342,7 +342,7 @@ default="logit_residual"
         "checkpoint_dir": [str, os.PathLike, None],
         "image_cache": [StrOptions({"memory"}), str, os.PathLike, None],
         "compile": ["boolean"],
-        "device": [str],
+        "device": [str, list, tuple],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -470,10 +470,12 @@ default="logit_residual"
         self : DiffMICClassifier
             The fitted estimator.
         """
+        if self._fit_on_devices(X, y):
+            return self
         augment = self._check_augment()
         self._check_sampler()
         data, y, codes, weights, previous = self._fit_inputs(X, y)
-        device = resolve_device(self.device, for_fit=True)
+        device = self._fit_device()
         rng = check_random_state(self.random_state)
         init_seed, train_seed, sample_seed = (
             int(s) for s in rng.randint(0, 2**31 - 1, 3)

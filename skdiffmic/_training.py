@@ -37,6 +37,16 @@ from ._batching import (
     iter_batches,
 )
 from ._diffusion import NoiseSchedule, antithetic_timesteps
+from ._distributed import (
+    average_buffers,
+    average_gradients,
+    broadcast,
+    epoch_generator,
+    is_main,
+    mean_across,
+    shard_order,
+    world,
+)
 from ._losses import classification_loss, gaussian_mmd
 from ._networks import denoiser_input, init_from_guidance
 from ._profiling import timed
@@ -329,6 +339,7 @@ class Trainer:
         self.guidance_opt.zero_grad(set_to_none=True)
         with timed("dcg backward"):
             ce.backward()
+            average_gradients(self.dcg.parameters())
         with timed("optimiser"):
             self.guidance_opt.step()
             self.guidance_scheduler.step()
@@ -373,6 +384,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with timed("denoiser backward"):
             loss.backward()
+            average_gradients(self.denoiser.parameters())
         with timed("optimiser"):
             nn.utils.clip_grad_norm_(self.denoiser.parameters(), GRAD_CLIP)
             self.optimizer.step()
@@ -392,22 +404,31 @@ class Trainer:
         self.dcg.train()
         self.denoiser.train()
         order = epoch_order(len(images), config.batch_size, generator, sample_weight)
+        # In a process group: this rank's share of each batch, and draws of
+        # its own (skdiffmic._distributed); in one process, as they are.
+        rows, batch_size = shard_order(order, config.batch_size)
+        draws = epoch_generator(generator)
         sums, n_batches = {"guidance_loss": 0.0}, 0
         for pos, x, _ in iter_batches(
-            images, order, config.batch_size, preprocess, self.device
+            images, rows, batch_size, preprocess, self.device
         ):
             if config.augment is not None:
                 with timed("augment"):
-                    x = config.augment(x, generator)
+                    x = config.augment(x, draws)
             target = y_all[pos].to(self.device)
             guide, details, ce = self.guidance_step(x, target)
             sums["guidance_loss"] += ce
             n_batches += 1
             if diffusion:
-                losses = self.denoiser_step(x, target, guide, details, generator)
+                losses = self.denoiser_step(x, target, guide, details, draws)
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + value
-        return {k: v / max(1, n_batches) for k, v in sums.items()}
+        if world()[1] > 1:
+            average_buffers(self.dcg, self.denoiser)
+            for shadow, b in zip(self.ema.module.buffers(), self.denoiser.buffers()):
+                shadow.copy_(b)
+        means = {k: v / max(1, n_batches) for k, v in sums.items()}
+        return mean_across(means, self.device)
 
     def end_epoch(self, record, progress: Progress):
         """After a diffusion epoch: validate, keep the best, count stale epochs.
@@ -421,7 +442,9 @@ class Trainer:
             return state, False
         with timed("validation"):
             self.dcg.eval()
-            record.update(config.validate(self.dcg, self.ema.module))
+            # Rank 0 validates; every rank takes its scores and so its choice.
+            scores = config.validate(self.dcg, self.ema.module) if is_main() else None
+            record.update(broadcast(scores))
         score = record["val_macro_f1"]
         if progress.best_score is None or score > progress.best_score + config.tol:
             progress.best_score = score
@@ -497,7 +520,7 @@ def fit_diffmic(
     bar = tqdm(
         total=total_epochs,
         initial=progress.epoch,
-        disable=not config.verbose,
+        disable=not config.verbose or not is_main(),
         desc="DiffMIC",
         unit="epoch",
     )
@@ -519,7 +542,7 @@ def fit_diffmic(
             progress.epoch = epoch + 1
             bar.set_postfix(_postfix(record))
             bar.update(1)
-            if config.checkpoint is not None:
+            if config.checkpoint is not None and is_main():
                 config.checkpoint.save(trainer.state(generator, progress))
             if stop:
                 break

@@ -23,13 +23,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._backbones import _create, check_backbone, resolve_pretrained
-from ._base import MIN_IMAGE_SIZE, ImageInputMixin, resolve_device
+from ._base import MIN_IMAGE_SIZE, ImageInputMixin
 from ._batching import (
     autocast,
     balanced_sample_weight,
     epoch_order,
     epoch_size,
     iter_batches,
+)
+from ._distributed import (
+    average_buffers,
+    average_gradients,
+    epoch_generator,
+    is_main,
+    mean_across,
+    shard_order,
 )
 from ._features import TimmFeatures
 from ._losses import classification_loss
@@ -100,17 +108,24 @@ def _fit_cross_entropy(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
     history: list[dict] = []
     bar = tqdm(
-        total=max_epochs, disable=not verbose, desc="TimmClassifier", unit="epoch"
+        total=max_epochs,
+        disable=not verbose or not is_main(),
+        desc="TimmClassifier",
+        unit="epoch",
     )
     for epoch in range(max_epochs):
         start = time.perf_counter()
         model.train()
         total, n_batches = 0.0, 0
         order = epoch_order(n, batch_size, generator, sample_weight)
-        for pos, x, _ in iter_batches(images, order, batch_size, preprocess, device):
+        # In a process group: this rank's share of each batch, and draws of
+        # its own (skdiffmic._distributed); in one process, as they are.
+        rows, local_batch = shard_order(order, batch_size)
+        draws = epoch_generator(generator)
+        for pos, x, _ in iter_batches(images, rows, local_batch, preprocess, device):
             if augment is not None:
                 with timed("augment"):
-                    x = augment(x, generator)
+                    x = augment(x, draws)
             target = y_all[pos].to(device)
             with autocast(device), timed("cnn forward"):
                 logits = model(x)
@@ -120,14 +135,16 @@ def _fit_cross_entropy(
             optimizer.zero_grad(set_to_none=True)
             with timed("cnn backward"):
                 loss.backward()
+                average_gradients(model.parameters())
             with timed("optimiser"):
                 optimizer.step()
                 scheduler.step()
             total += loss.item()
             n_batches += 1
+        average_buffers(model)
         record = {
             "epoch": epoch + 1,
-            "loss": total / max(1, n_batches),
+            **mean_across({"loss": total / max(1, n_batches)}, device),
             "time": time.perf_counter() - start,
         }
         history.append(record)
@@ -292,7 +309,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "balanced_sampling": ["boolean"],
         "image_cache": [StrOptions({"memory"}), str, os.PathLike, None],
-        "device": [str],
+        "device": [str, list, tuple],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -358,6 +375,8 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self : TimmClassifier
             The fitted estimator.
         """
+        if self._fit_on_devices(X, y):
+            return self
         augment = self._check_augment()
         data = self._inputs(X, fitting=True)
         y, label_names = self._check_targets(y, len(data))
@@ -365,7 +384,7 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         multilabel = label_names is not None
         check_backbone(self.backbone)
         weights = resolve_pretrained(self.backbone, self.pretrained)
-        device = resolve_device(self.device, for_fit=True)
+        device = self._fit_device()
 
         self._set_targets(classes, label_names)
         self.tabular_ = False
