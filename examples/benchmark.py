@@ -302,7 +302,7 @@ def make_models(s, **common):
         batch_size=s["batch_size"],
         max_epochs=s["guidance_epochs"] + s["max_epochs"],
         # The levers both models have, set alike (--tta, --class-weight).
-        tta=s["tta"],
+        tta=s.get("tta", False),
         class_weight=s.get("class_weight"),
         **common,
     )
