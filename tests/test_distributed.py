@@ -37,3 +37,98 @@ def test_two_cpu_processes_learn_as_one_does_and_the_caller_holds_the_model():
     assert two.score(X, y) >= one.score(X, y) - 0.05 and two.score(X, y) > 0.85
     again = pickle.loads(pickle.dumps(two))
     np.testing.assert_array_equal(again.predict_proba(X), two.predict_proba(X))
+
+
+def _lesions(n=24):
+    from skdiffmic.datasets import make_lesions
+
+    return make_lesions(n, image_size=16, random_state=0)
+
+
+class DiesOnRankOne(DiffMICClassifier):
+    """A DiffMICClassifier whose rank-1 worker kills itself (SIGKILL, as the
+    out-of-memory killer does) at the 5th diffusion step: in the second
+    diffusion epoch, after rank 0 has checkpointed the first."""
+
+    def fit(self, X, y):
+        import os
+        import signal
+
+        import torch.distributed as dist
+
+        import skdiffmic._training as training
+
+        if dist.is_initialized() and dist.get_rank() == 1:
+            real, calls = training.antithetic_timesteps, [0]
+
+            def dying(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == 5:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(*args, **kwargs)
+
+            training.antithetic_timesteps = dying
+        return super().fit(X, y)
+
+
+def _children():
+    """This process's live children, but multiprocessing's resource tracker
+    (one per interpreter, started with the first spawned process)."""
+    import psutil
+
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and "resource_tracker" not in " ".join(p.cmdline())
+    ]
+
+
+def test_a_killed_worker_is_named_and_the_checkpointed_fit_resumes(tmp_path):
+    from tests.conftest import TINY
+
+    X, y = _lesions()  # 24 images, global batch 8: 3 steps an epoch
+    kw = dict(TINY, max_epochs=3, device=["cpu", "cpu"])
+    whole = DiffMICClassifier(**kw, checkpoint_dir=tmp_path / "a").fit(X, y)
+
+    with pytest.raises(RuntimeError, match=r"worker 1 \(device 'cpu'\) was killed"):
+        DiesOnRankOne(**kw, checkpoint_dir=tmp_path / "b").fit(X, y)
+    assert _children() == []  # the surviving rank was stopped, nothing left
+    assert len(list((tmp_path / "b").iterdir())) == 1  # rank 0's checkpoint
+
+    resumed = DiffMICClassifier(**kw, checkpoint_dir=tmp_path / "b").fit(X, y)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
+    np.testing.assert_array_equal(resumed.predict_proba(X), whole.predict_proba(X))
+
+
+def test_grid_search_over_a_two_process_fit_and_the_same_seed_twice(tmp_path):
+    from sklearn.model_selection import GridSearchCV
+
+    from tests.conftest import TINY
+
+    X, y = _lesions(32)
+    model = DiffMICClassifier(**TINY, device=["cpu", "cpu"])
+    search = GridSearchCV(model, {"max_epochs": [1]}, cv=2).fit(X, y)
+    assert search.best_estimator_.device == ["cpu", "cpu"]
+    assert 0.0 <= search.best_score_ <= 1.0 and _children() == []
+
+    # The refit, and the same settings fitted again: the same predictions.
+    again = DiffMICClassifier(**TINY, max_epochs=1, device=["cpu", "cpu"]).fit(X, y)
+    expected = search.best_estimator_.predict_proba(X)
+    np.testing.assert_array_equal(again.predict_proba(X), expected)
+    again.save(tmp_path / "model.safetensors")
+    loaded = DiffMICClassifier.load(tmp_path / "model.safetensors")
+    np.testing.assert_allclose(loaded.predict_proba(X), expected, atol=1e-6)
+
+
+def test_the_cnn_baseline_fits_on_two_processes_too():
+    from skdiffmic.baselines import TimmClassifier
+
+    X, y = _lesions(32)
+    kw = dict(backbone="test_resnet", pretrained=False, image_size=16, max_epochs=2)
+    kw.update(batch_size=8)
+    one = TimmClassifier(**kw, random_state=0).fit(X, y)
+    two = TimmClassifier(**kw, random_state=0, device=["cpu", "cpu"]).fit(X, y)
+    assert len(two.history_) == len(one.history_) == 2 and _children() == []
+    assert two.predict_proba(X).shape == (32, 2)
+    again = pickle.loads(pickle.dumps(two))
+    np.testing.assert_array_equal(again.predict_proba(X), two.predict_proba(X))
