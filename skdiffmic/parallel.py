@@ -83,6 +83,7 @@ def local_cluster(
     n_workers=None,
     *,
     gpus="auto",
+    gpus_per_worker=1,
     threads_per_worker=None,
     memory_limit="auto",
     host="127.0.0.1",
@@ -101,10 +102,17 @@ def local_cluster(
         Number of worker processes. ``None``: one per GPU, or, without GPUs,
         one per two CPU cores.
     gpus : "auto", list of str or int, or None, default="auto"
-        GPUs to hand out, one per worker in turn: ``"auto"`` uses
-        :func:`visible_gpus`; a list gives their ``CUDA_VISIBLE_DEVICES``
-        identifiers; ``None`` or ``[]`` starts CPU-only workers (which see
-        no GPU).
+        GPUs to hand out, ``gpus_per_worker`` per worker in turn: ``"auto"``
+        uses :func:`visible_gpus`; a list gives their
+        ``CUDA_VISIBLE_DEVICES`` identifiers; ``None`` or ``[]`` starts
+        CPU-only workers (which see no GPU).
+    gpus_per_worker : int, default=1
+        GPUs each worker sees and advertises (``GPU=k``). With ``k > 1``
+        each fit of the worker is one ``k``-GPU fit: give the estimator
+        ``device=["cuda:0", ..., "cuda:<k-1>"]`` and the backend
+        ``gpu_backend(client, gpus_per_fit=k)``. Workers are started as
+        non-daemonic processes, so that such a fit may start its own worker
+        processes; closing the cluster stops them.
     threads_per_worker : int or None, default=None
         CPU threads of each worker's torch (and OpenMP / BLAS). ``None``
         divides the machine's cores evenly among the workers.
@@ -128,8 +136,20 @@ def local_cluster(
         gpus = visible_gpus()
     gpus = [str(g) for g in (gpus or [])]
     n_cpus = os.cpu_count() or 1
+    if not isinstance(gpus_per_worker, int) or gpus_per_worker < 1:
+        raise ValueError(
+            f"gpus_per_worker must be a positive int; got {gpus_per_worker!r}."
+        )
+    if len(gpus) % gpus_per_worker:
+        raise ValueError(
+            f"{len(gpus)} GPUs do not split into workers of {gpus_per_worker}."
+        )
+    groups = [
+        ",".join(gpus[i : i + gpus_per_worker])
+        for i in range(0, len(gpus), gpus_per_worker)
+    ]
     if n_workers is None:
-        n_workers = len(gpus) or max(1, n_cpus // 2)
+        n_workers = len(groups) or max(1, n_cpus // 2)
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be a positive int; got {n_workers!r}.")
     if threads_per_worker is None:
@@ -140,19 +160,33 @@ def local_cluster(
         )
 
     workers = _worker_specs(
-        distributed.Nanny, n_workers, gpus, threads_per_worker, memory_limit, host
+        distributed.Nanny,
+        n_workers,
+        groups,
+        threads_per_worker,
+        memory_limit,
+        host,
+        gpus_per_worker,
     )
     scheduler = {
         "cls": distributed.Scheduler,
         "options": {"host": host, "dashboard_address": dashboard_address},
     }
-    return distributed.SpecCluster(
-        workers=workers, scheduler=scheduler, silence_logs=40, name="skdiffmic"
-    )
+    import dask
+
+    # A daemonic process may not start processes: a worker must not be one
+    # for a fit with a list ``device`` to run on it. The nanny reads this
+    # when it starts its worker, inside the constructor.
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return distributed.SpecCluster(
+            workers=workers, scheduler=scheduler, silence_logs=40, name="skdiffmic"
+        )
 
 
-def _worker_specs(nanny, n_workers, gpus, threads, memory_limit, host):
-    """``SpecCluster`` worker specs: one-task workers, GPUs handed out in turn."""
+def _worker_specs(nanny, n_workers, gpus, threads, memory_limit, host, per_worker=1):
+    """``SpecCluster`` worker specs: one-task workers, the entries of ``gpus``
+    (``CUDA_VISIBLE_DEVICES`` values of ``per_worker`` cards) handed out in
+    turn."""
     workers = {}
     for i in range(n_workers):
         env = _thread_env(threads)
@@ -164,7 +198,7 @@ def _worker_specs(nanny, n_workers, gpus, threads, memory_limit, host):
                 "nthreads": 1,  # one fit at a time; torch threads: env + preload
                 "env": env,
                 "memory_limit": memory_limit,
-                "resources": {"GPU": 1} if gpus else {},
+                "resources": {"GPU": per_worker} if gpus else {},
                 "host": host,
                 "preload": ["skdiffmic.parallel"],
                 "silence_logs": 40,
@@ -222,28 +256,38 @@ def worker_command(scheduler_address, gpu, threads):
     time, one GPU visible and advertised as a ``GPU`` resource, torch limited
     to ``threads`` CPU threads.
 
+    For workers that each run one fit on several GPUs, give ``gpu`` a list
+    (``[0, 1, 2, 3]``): the worker sees those cards, advertises ``GPU=4``,
+    and is not a daemon process, so that a fit with ``device=["cuda:0",
+    ..., "cuda:3"]`` (and ``gpu_backend(client, gpus_per_fit=4)``) can start
+    its worker processes there.
+
     Parameters
     ----------
     scheduler_address : str
         The scheduler, e.g. ``"tcp://10.0.0.1:8786"`` (``dask scheduler``
         prints it).
-    gpu : int or str
-        The GPU's ``CUDA_VISIBLE_DEVICES`` identifier on that machine.
+    gpu : int, str or list of them
+        The GPU's (or GPUs') ``CUDA_VISIBLE_DEVICES`` identifier on that
+        machine.
     threads : int
         CPU threads for the worker's torch: the machine's cores divided by
-        its number of GPUs.
+        its number of GPUs (times the GPUs of the worker).
 
     Returns
     -------
     command : str
         A ``dask worker`` command line with its environment.
     """
+    cards = [str(g) for g in gpu] if isinstance(gpu, (list, tuple)) else [str(gpu)]
     env = _thread_env(int(threads))
-    env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(cards)
+    if len(cards) > 1:
+        env["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"
     prefix = " ".join(f"{k}={v}" for k, v in env.items())
     return (
-        f"{prefix} dask worker {scheduler_address} "
-        "--nworkers 1 --nthreads 1 --resources GPU=1 --preload skdiffmic.parallel"
+        f"{prefix} dask worker {scheduler_address} --nworkers 1 --nthreads 1 "
+        f"--resources GPU={len(cards)} --preload skdiffmic.parallel"
     )
 
 

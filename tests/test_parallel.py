@@ -1,5 +1,6 @@
 """Grid search and cross-validation on a Dask cluster match the sequential run."""
 
+import multiprocessing
 import os
 import pathlib
 import re
@@ -105,6 +106,9 @@ def test_local_cluster_workers_and_image_paths(lesions, tmp_path):
         with cluster.get_client() as client:
             states = client.run(worker_state)
             assert sorted(states.values()) == [(1, "", False)] * 2
+            # Not daemons: a worker can run a fit on a list of devices.
+            daemons = client.run(lambda: multiprocessing.current_process().daemon)
+            assert set(daemons.values()) == {False}
             assert all(
                 w["host"] == "127.0.0.1"
                 for w in client.scheduler_info()["workers"].values()
@@ -150,6 +154,20 @@ def test_worker_command():
     assert command.startswith("OMP_NUM_THREADS=8 ")
     assert "CUDA_VISIBLE_DEVICES=3 dask worker tcp://10.0.0.1:8786" in command
     assert "--nthreads 1 --resources GPU=1 --preload skdiffmic.parallel" in command
+    assert "DAEMON" not in command
+    several = worker_command("tcp://10.0.0.1:8786", gpu=[0, 1, 2, 3], threads=8)
+    assert "CUDA_VISIBLE_DEVICES=0,1,2,3 " in several
+    assert "DASK_DISTRIBUTED__WORKER__DAEMON=False" in several
+    assert "--resources GPU=4 " in several
+
+
+def test_worker_specs_of_several_gpus_per_worker():
+    specs = _worker_specs("nanny", 2, ["0,1", "2,3"], 4, "auto", "127.0.0.1", 2)
+    options = [specs[name]["options"] for name in sorted(specs)]
+    assert [o["env"]["CUDA_VISIBLE_DEVICES"] for o in options] == ["0,1", "2,3"]
+    assert all(o["resources"] == {"GPU": 2} for o in options)
+    with pytest.raises(ValueError, match="3 GPUs do not split into workers of 2"):
+        local_cluster(gpus=["0", "1", "2"], gpus_per_worker=2)
 
 
 @pytest.mark.slow
