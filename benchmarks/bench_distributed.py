@@ -47,11 +47,12 @@ BANDWIDTHS = {  # bus bandwidth, bytes/s: what an all-reduce sees
 
 
 def trainable_bytes(model) -> int:
-    """float32 bytes of the gradients one step all-reduces."""
+    """float32 bytes of the gradients one training iteration all-reduces:
+    every parameter of the fitted networks (a diffusion-stage iteration
+    trains the DCG model and the denoiser, one all-reduce each; the fitted
+    EMA denoiser is frozen, but its parameters were trained)."""
     modules = [getattr(model, n) for n in model._torch_modules]
-    return 4 * sum(
-        p.numel() for m in modules for p in m.parameters() if p.requires_grad
-    )
+    return 4 * sum(p.numel() for m in modules for p in m.parameters())
 
 
 def models(quick: bool, random_state: int = 0):
@@ -130,13 +131,13 @@ def main(argv=None) -> None:
             lines.append(
                 {
                     "model": name,
-                    "gradient MB/step": bytes_ / 1e6,
+                    "gradient MB/iteration": bytes_ / 1e6,
                     "sent per GPU, 8 GPUs (MB)": sent / 1e6,
                     "link": link,
-                    "all-reduce (ms/step)": 1e3 * sent / rate,
+                    "all-reduce (ms/iteration)": 1e3 * sent / rate,
                 }
             )
-    print(f"\nAll-reduce per step on {k} GPUs (ring):\n")
+    print(f"\nAll-reduce per training iteration on {k} GPUs (ring):\n")
     print(markdown(pd.DataFrame(lines), digits=2))
 
 

