@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import check_backbone, resolve_pretrained
 from ._base import ImageInputMixin
+from ._card import data_summary
 from ._diffusion import (
     PREDICTION_TYPES,
     NoiseSchedule,
@@ -37,7 +38,12 @@ from ._sampling import (
     decide,
     fit_temperature,
 )
-from ._targets import label_probabilities, label_sets, one_sided_label
+from ._targets import (
+    known_label_scores,
+    label_probabilities,
+    label_sets,
+    one_sided_label,
+)
 from ._training import Checkpoint, TrainConfig, fit_diffmic
 from ._uncertainty import FeatureDensity, chain_statistics, label_chain_statistics
 
@@ -254,6 +260,14 @@ default="logit_residual"
     temperature_ : float
         Temperature of ``predict_proba``, fitted on the validation hold-out
         (1.0 without one).
+    training_data_ : dict
+        A summary of the training data, for the model card: rows, rows per
+        class (multi-label: each label's positive, negative and unknown
+        entries), image sizes and a SHA-256 fingerprint of the file paths or
+        the array.
+    card_ : dict or None
+        Only on a loaded model: the model card saved with it (None for files
+        saved before cards); see :doc:`/user_guide/persistence`.
     feature_density_ : object
         The typicality test of :meth:`predict_uncertainty`: class means and
         covariance of the encoder's feature statistics on the training rows,
@@ -463,7 +477,9 @@ default="logit_residual"
             Class labels of any type (strings, ints, ...); or, for
             multi-label images, a 0/1 indicator matrix: an array, a sparse
             matrix, or a DataFrame whose column names become
-            ``label_names_``.
+            ``label_names_``. A missing entry (NaN, None, pandas' NA) is
+            unknown and left out of the losses, weights, calibration and
+            validation scores.
 
         Returns
         -------
@@ -475,6 +491,8 @@ default="logit_residual"
         augment = self._check_augment()
         self._check_sampler()
         data, y, codes, weights, previous = self._fit_inputs(X, y)
+        self.training_data_ = data_summary(data, codes, self)
+        self.__dict__.pop("card_", None)  # a loaded model's card is of its old fit
         device = self._fit_device()
         rng = check_random_state(self.random_state)
         init_seed, train_seed, sample_seed = (
@@ -694,7 +712,11 @@ default="logit_residual"
         if self._is_multilabel():
             # Fits of other label names (same indicator) keep their own files.
             digest.update(json.dumps([str(n) for n in self.label_names_]).encode())
-        digest.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+        digest.update(
+            np.ascontiguousarray(
+                codes, dtype=np.float64 if codes.ndim == 2 else np.int64
+            ).tobytes()
+        )
         return Checkpoint(self.checkpoint_dir, digest.hexdigest())
 
     def _validation_split(self, codes, seed):
@@ -737,13 +759,17 @@ default="logit_residual"
             y0 = self._denoise_rows(rows, device, (guidance_model, denoiser, None)).y0
             # Uncentred: the offset is measured once training ends.
             proba = self._readout(centre=False).proba(y0)
-            # Multi-label: every label at 0.5, subset accuracy and the mean of
-            # the labels' F1.
             pred = decide(proba, np.arange(proba.shape[1]), truth.ndim == 2)
+            if truth.ndim == 2:
+                # Every label at 0.5, subset accuracy and the mean of the
+                # labels' F1, on the known entries.
+                scores = known_label_scores(truth, pred)
+                return {
+                    "val_accuracy": scores["accuracy"],
+                    "val_macro_f1": scores["macro_f1"],
+                }
             return {
-                "val_accuracy": float(np.mean(np.all(pred == truth, axis=-1)))
-                if truth.ndim == 2
-                else float(np.mean(pred == truth)),
+                "val_accuracy": float(np.mean(pred == truth)),
                 "val_macro_f1": float(
                     f1_score(truth, pred, average="macro", zero_division=0)
                 ),

@@ -6,25 +6,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._targets import known_entries
+
 __all__ = ["classification_loss", "gaussian_mmd"]
 
 
-def classification_loss(logits, target, weight=None, *, multilabel=False):
+def classification_loss(logits, target, weight=None, *, multilabel=False, known=None):
     """The loss of logits ``(B, K)`` against their targets.
 
     Single-label: the cross-entropy against class indices ``target`` (B,),
     ``weight`` weighing the classes (normalised by the rows' total weight,
     as :func:`torch.nn.functional.cross_entropy` does). Multi-label: binary
     cross-entropy against the 0/1 indicator ``target`` (B, K), summed over
-    the labels (each label's logit then gets the gradient ``sigmoid - y``, the
-    cross-entropy's scale) and averaged over the rows; ``weight`` is each
-    label's ``pos_weight``, the weight of its positive rows.
+    the row's known labels (each label's logit then gets the gradient
+    ``sigmoid - y``, the cross-entropy's scale) and averaged over the rows;
+    ``weight`` is each label's ``pos_weight``, the weight of its positive
+    rows. ``known`` (B, K) marks the entries that count; by default those
+    where ``target`` is not NaN. An entry that is not known adds nothing to
+    the loss, whatever its value, and its logit gets no gradient.
     """
     if multilabel:
+        if known is None:
+            target, known = known_entries(target)
+        else:
+            target = torch.where(known, target, torch.zeros_like(target))
         per_label = F.binary_cross_entropy_with_logits(
             logits, target, pos_weight=weight, reduction="none"
         )
-        return per_label.sum(-1).mean()
+        return torch.where(known, per_label, 0.0).sum(-1).mean()
     return F.cross_entropy(logits, target, weight=weight)
 
 

@@ -31,7 +31,7 @@ from ._diffusion import NoiseSchedule, reverse_chain, sampler_timesteps
 from ._inputs import row_seeds
 from ._networks import denoiser_input, typicality_statistics
 from ._profiling import timed
-from ._targets import label_probabilities
+from ._targets import known_entries, label_probabilities
 
 __all__ = [
     "Denoised",
@@ -175,17 +175,19 @@ def fit_temperature(y0: np.ndarray, truth: np.ndarray, multilabel=False) -> floa
     (n, n_samples, K): the chains' probabilities are averaged
     as in ``predict_proba``. Searched on ``log T`` in [-5, 5]. Multi-label,
     ``truth`` is the indicator (n, K) and the loss is the binary log-loss of
-    ``sigmoid(y0 / T)``, averaged over rows and labels.
+    ``sigmoid(y0 / T)``, averaged over its known (not NaN) entries.
     """
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(truth))
+    if multilabel:
+        truth, known = known_entries(truth)
 
     def log_loss(log_t):
         proba = chain_probabilities(y0, np.exp(log_t), multilabel).mean(axis=1)
         if multilabel:
             p = np.clip(np.where(truth == 1, proba, 1 - proba), 1e-12, None)
-            return -np.mean(np.log(p))
+            return -np.mean(np.log(p[known]))
         return -np.mean(np.log(np.clip(proba[rows, truth], 1e-12, None)))
 
     best = minimize_scalar(log_loss, bounds=(-5.0, 5.0), method="bounded")

@@ -5,6 +5,13 @@ DataFrame of 0/1 columns) is a multi-label indicator matrix, scikit-learn's
 ``"multilabel-indicator"``: row ``i`` has label ``j`` when ``Y[i, j] == 1``, and
 any subset of the labels may be present, none included. A column vector
 ``(n, 1)`` stays a single-label target, as scikit-learn reads it.
+
+A missing entry (NaN, ``None`` or pandas' ``NA``) means "unknown": CheXpert's
+uncertain findings left out (U-Ignore), a finding a report does not mention.
+It is kept as NaN in the float indicator and left out of everything that
+reads the truth: both training losses, each label's ``pos_weight`` and
+sampling weight, the temperature fit and the validation scores
+(:func:`known_entries` is the one place the mask comes from).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import torch
 __all__ = [
     "check_multilabel",
     "is_multilabel",
+    "known_entries",
+    "known_label_scores",
     "label_probabilities",
     "label_sample_weight",
     "label_sets",
@@ -59,16 +68,17 @@ def is_multilabel(y) -> bool:
 def check_multilabel(Y, n_samples: int):
     """``(indicator, label names)`` of a multi-label target, or a clear error.
 
-    ``indicator`` is an int64 array ``(n_samples, n_labels)`` of 0 and 1.
-    The names are a DataFrame's column names (as strings), else None. Refused:
-    a number of rows other than ``n_samples``, missing values, values other
-    than 0 and 1, and a label that is never (or always) present; the error
-    names the label.
+    ``indicator`` is a float64 array ``(n_samples, n_labels)`` of 0, 1 and
+    NaN (unknown: a missing value of ``Y``). The names are a DataFrame's
+    column names (as strings), else None. Refused: a number of rows other
+    than ``n_samples``, values other than 0, 1 and missing, and a label
+    with no known positive (or no known negative) row; the error names the
+    label.
     """
     names = None
     if hasattr(Y, "iloc"):
         names = np.array([str(c) for c in Y.columns], dtype=object)
-        try:  # nullable columns: pd.NA becomes NaN, refused below as missing
+        try:  # nullable columns: pd.NA becomes NaN, an unknown entry
             values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):
             values = Y.to_numpy()
@@ -112,38 +122,78 @@ def check_multilabel(Y, n_samples: int):
             "Y must hold only 0 and 1 (a multi-label indicator matrix); it holds "
             f"values of type {values.dtype} that are not numbers."
         ) from None
-    missing = np.isnan(numbers)
-    if missing.any():
-        row, j = np.argwhere(missing)[0]
+    if np.isinf(numbers).any():
+        row, j = np.argwhere(np.isinf(numbers))[0]
         raise ValueError(
-            f"Y has {int(missing.sum())} missing value(s); the first is label "
-            f"{label(j)} of row {row}. Fill them (0: absent) before fitting."
+            "Y must hold only 0, 1 and missing values; label "
+            f"{label(j)} is infinite in row {row}."
         )
-    bad = (numbers != 0) & (numbers != 1)
+    bad = (numbers != 0) & (numbers != 1) & ~np.isnan(numbers)
     if bad.any():
         row, j = np.argwhere(bad)[0]
         raise ValueError(
-            "Y must hold only 0 and 1 (a multi-label indicator matrix); label "
-            f"{label(j)} has the value {float(numbers[row, j]):g} in row {row}."
+            "Y must hold only 0 and 1 (a multi-label indicator matrix) or "
+            f"missing values; label {label(j)} has the value "
+            f"{float(numbers[row, j]):g} in row {row}."
         )
     lacking = one_sided_label(numbers)
     if lacking is not None:
         j, which = lacking
         raise ValueError(
-            f"Label {label(j)} has no {which} row: a label needs both to be "
-            "learnt. Drop the column, or add rows that "
+            f"Label {label(j)} has no known {which} row: a label needs both "
+            "to be learnt (missing entries are unknown and count as "
+            "neither). Drop the column, or add rows that "
             f"{'show' if which == 'positive' else 'lack'} it."
         )
-    return numbers.astype(np.int64), names
+    return numbers, names
+
+
+def known_entries(Y):
+    """``(filled, known)`` of an indicator with unknown (NaN) entries:
+    ``known`` is True where ``Y`` holds 0 or 1, and ``filled`` is ``Y`` with 0
+    at the unknown entries (a value nothing that reads ``known`` can see).
+    NumPy arrays or torch tensors, as given."""
+    if isinstance(Y, torch.Tensor):
+        known = ~torch.isnan(Y)
+        return torch.where(known, Y, torch.zeros_like(Y)), known
+    Y = np.asarray(Y, dtype=np.float64)
+    known = ~np.isnan(Y)
+    return np.where(known, Y, 0.0), known
 
 
 def one_sided_label(Y: np.ndarray):
     """``(j, "positive" | "negative")`` for the first label of the indicator
-    ``Y`` that no row (every row) has, or None when each label has both."""
-    for j, count in enumerate(Y.sum(axis=0)):
-        if count == 0 or count == len(Y):
+    ``Y`` that no known entry shows (no known entry lacks), or None when each
+    label has both."""
+    filled, known = known_entries(Y)
+    positives, counts = filled.sum(axis=0), known.sum(axis=0)
+    for j, (count, total) in enumerate(zip(positives, counts)):
+        if count == 0 or count == total:
             return j, "positive" if count == 0 else "negative"
     return None
+
+
+def known_label_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """The validation scores of decided label sets against an indicator with
+    unknown entries: ``accuracy``, the rows whose every known label is right
+    (subset accuracy), and ``macro_f1``, the mean over the labels of each
+    label's F1 on its known rows (0 for a label that has no known positive
+    and none predicted)."""
+    filled, known = known_entries(truth)
+    pred = np.asarray(pred) == 1
+    positive = filled == 1
+    right = (pred == positive) | ~known
+    tp = (pred & positive & known).sum(axis=0)
+    fp = (pred & ~positive & known).sum(axis=0)
+    fn = (~pred & positive & known).sum(axis=0)
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(
+        2 * tp,
+        denominator,
+        out=np.zeros(len(tp), dtype=np.float64),
+        where=denominator > 0,
+    )
+    return {"accuracy": float(right.all(axis=1).mean()), "macro_f1": float(f1.mean())}
 
 
 def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
@@ -158,9 +208,10 @@ def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
     if class_weight is None:
         return None
     n_labels = Y.shape[1]
-    if isinstance(class_weight, str):  # "balanced"
-        positives = Y.sum(axis=0)
-        return (len(Y) - positives) / positives
+    if isinstance(class_weight, str):  # "balanced", over each label's known rows
+        filled, known = known_entries(Y)
+        positives = filled.sum(axis=0)
+        return (known.sum(axis=0) - positives) / positives
     weights = np.ones(n_labels)
     keys = {j: j for j in range(n_labels)}
     if label_names is not None:
@@ -181,11 +232,13 @@ def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
 def label_sample_weight(Y: np.ndarray) -> np.ndarray:
     """Drawing weights of ``balanced_sampling`` for an indicator ``Y``.
 
-    A row weighs the inverse frequency of its rarest label (rows with no label
-    form a group of their own), so that each label's positive rows are drawn
-    about as often as the rarest label's.
+    A row weighs the inverse frequency of its rarest label (rows with no
+    label form a group of their own), so that each label's positive rows are
+    drawn about as often as the rarest label's. Only known positives count,
+    in the frequencies and in a row's labels.
     """
-    counts = Y.sum(axis=0).astype(np.float64)
+    Y, _ = known_entries(Y)
+    counts = Y.sum(axis=0)
     # A label with no row here (a fold of prior_folds, say) weighs nothing.
     frequency = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
     inverse = np.where(Y == 1, frequency, 0.0).max(axis=1)

@@ -50,7 +50,7 @@ from ._distributed import (
 from ._losses import classification_loss, gaussian_mmd
 from ._networks import denoiser_input, init_from_guidance
 from ._profiling import timed
-from ._targets import label_probabilities
+from ._targets import known_entries, label_probabilities
 
 __all__ = [
     "WARMUP_FRACTION",
@@ -354,7 +354,14 @@ class Trainer:
         )
         b = len(target)
         priors = [label_probabilities(g.detach().float(), multilabel) for g in guide]
-        y0 = target if multilabel else self.eye[target]
+        known = None
+        if multilabel:
+            # An unknown label (NaN) is diffused from the prior's own value, so
+            # the chain learns "keep the prior" there, and left out of the loss.
+            target, known = known_entries(target)
+            y0 = torch.where(known, target, priors[0])
+        else:
+            y0 = self.eye[target]
         t = antithetic_timesteps(b, schedule.n_timesteps, generator).to(self.device)
         eps = torch.randn(b, self.n_classes, generator=generator).to(self.device)
         kind = config.prediction_type
@@ -366,9 +373,11 @@ class Trainer:
             per_row = schedule.training_loss(
                 out, y0, priors[0], t, eps, kind, multilabel
             )
-            fused = weighted_mean(
-                per_row, row_weights(target, self.class_weight, multilabel)
-            )
+            weights = row_weights(target, self.class_weight, multilabel)
+            if known is not None:
+                per_row = torch.where(known, per_row, 0.0)
+                weights = None if weights is None else weights * known
+            fused = weighted_mean(per_row, weights)
             mmd = torch.zeros((), device=self.device)
             if config.mmd_weight > 0:
                 # The global and local paths share the noise draw; MMD compares
@@ -379,6 +388,9 @@ class Trainer:
                     out_path, goal = schedule.training_pair(
                         out_path.float(), y0, prior, t, eps, kind, multilabel
                     )
+                    if known is not None:  # the known coordinates only
+                        out_path = torch.where(known, out_path, 0.0)
+                        goal = torch.where(known, goal, 0.0)
                     mmd = mmd + gaussian_mmd(goal, out_path)
             loss = fused + config.mmd_weight * mmd
         self.optimizer.zero_grad(set_to_none=True)

@@ -367,8 +367,9 @@ class TimmClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels of any type (strings, ints, ...); or a 0/1 indicator
             matrix of findings (an array, a sparse matrix, or a DataFrame
-            whose column names become ``label_names_``), refused as
-            :class:`~skdiffmic.DiffMICClassifier` refuses it.
+            whose column names become ``label_names_``), checked as
+            :class:`~skdiffmic.DiffMICClassifier` checks it; a missing entry
+            is unknown and left out of the loss and the weights.
 
         Returns
         -------

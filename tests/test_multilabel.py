@@ -169,10 +169,11 @@ def test_warm_start_needs_the_same_labels(data, fitted):
 @pytest.mark.parametrize(
     "rows, column, value, message",
     [
-        (4, 1, np.nan, "missing value.*'Mass' \\(column 1\\) of row 4"),
+        (4, 1, np.inf, "'Mass' \\(column 1\\) is infinite in row 4"),
         (7, 2, 2.0, "only 0 and 1.*'Nodule' \\(column 2\\) has the value 2 in row 7"),
-        (slice(None), 0, 0.0, "'Effusion' \\(column 0\\) has no positive"),
-        (slice(None), 1, 1.0, "'Mass' \\(column 1\\) has no negative"),
+        (slice(None), 0, 0.0, "'Effusion' \\(column 0\\) has no known positive"),
+        (slice(None), 1, 1.0, "'Mass' \\(column 1\\) has no known negative"),
+        (slice(1, None), 2, np.nan, "'Nodule' \\(column 2\\) has no known"),
     ],
 )
 def test_bad_targets_are_refused_before_training(
@@ -196,7 +197,7 @@ def test_other_bad_targets(data):
     X, Y = data
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         tiny().fit(X, Y[:-1])
-    with pytest.raises(ValueError, match="Label 1 has no positive row"):
+    with pytest.raises(ValueError, match="Label 1 has no known positive row"):
         Z = Y.copy()
         Z[:, 1] = 0
         tiny().fit(X, Z)
@@ -227,9 +228,11 @@ def test_a_hold_out_that_leaves_a_label_unseen_is_refused(data):
 def test_nullable_and_object_columns():
     from skdiffmic._targets import check_multilabel
 
-    frame = pd.DataFrame({"a": pd.array([1, 0, None], dtype="Int64"), "b": [0, 1, 1]})
-    with pytest.raises(ValueError, match="missing value.*'a' \\(column 0\\) of row 2"):
-        check_multilabel(frame, 3)
+    frame = pd.DataFrame(
+        {"a": pd.array([1, 0, None, 1], dtype="Int64"), "b": [0, 1, 1, None]}
+    )
+    Y, _ = check_multilabel(frame, 4)  # pd.NA and None: unknown entries
+    np.testing.assert_array_equal(Y, [[1, 0], [0, 1], [np.nan, 1], [1, np.nan]])
     with pytest.raises(ValueError, match="strings or other objects"):
         check_multilabel(np.array([["0", "1"], ["1", "0"]]), 2)
     Y, names = check_multilabel(pd.DataFrame({"x": [True, False], "y": [0, 1]}), 2)
@@ -372,3 +375,85 @@ def test_imbalance_options_train_multilabel_models(data):
         "test_resnet", pretrained=False, max_epochs=1, batch_size=8, **options
     )
     assert cnn.fit(X, Y).predict(X[:4]).shape == (4, 3)
+
+
+def _unknown(Y, fraction=0.3, seed=1):
+    """``Y`` as floats with a ``fraction`` of its entries unknown (NaN), and
+    the mask of those entries; the first six rows (both values of every
+    label) stay known."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(Y.shape) < fraction
+    mask[:6] = False
+    return np.where(mask, np.nan, Y.astype(float)), mask
+
+
+def test_unknown_entries_do_not_reach_the_classification_loss():
+    rng = np.random.default_rng(0)
+    Y = torch.as_tensor(rng.integers(0, 2, size=(16, 4)), dtype=torch.float32)
+    mask = torch.as_tensor(rng.random((16, 4)) < 0.3)
+    weight = torch.tensor([2.0, 0.5, 1.0, 3.0])
+    logits = torch.randn(16, 4, requires_grad=True)
+    nan_target = torch.where(mask, torch.nan, Y)
+    loss = classification_loss(logits, nan_target, weight, multilabel=True)
+    # The hidden values flipped under the same mask: the same loss.
+    for hidden in (Y, 1 - Y, torch.full_like(Y, 1e6)):
+        target = torch.where(mask, hidden, Y)
+        again = classification_loss(
+            logits, target, weight, multilabel=True, known=~mask
+        )
+        torch.testing.assert_close(again, loss)
+    p = logits.sigmoid()
+    by_hand = -(weight * Y * p.log() + (1 - Y) * (1 - p).log())
+    torch.testing.assert_close(loss, torch.where(mask, 0.0, by_hand).sum(1).mean())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert (logits.grad[mask] == 0).all() and (logits.grad[~mask] != 0).all()
+
+
+def test_unknown_entries_leave_weights_and_scores_alone():
+    from skdiffmic._targets import known_label_scores
+
+    Y = np.array([[1, 0], [np.nan, 1], [0, np.nan], [1, 1], [0, 0]])
+    # Label 0: 2 positives of 4 known rows; label 1: 2 of 4.
+    np.testing.assert_allclose(positive_weights(Y, "balanced", None), [1.0, 1.0])
+    # Known positives only: label 0 in rows 0 and 3, label 1 in rows 1 and 3.
+    np.testing.assert_allclose(label_sample_weight(Y), [0.5, 0.5, 0.5, 0.5, 0.5])
+    pred = np.array([[1, 1], [0, 1], [1, 0], [1, 0], [0, 0]])
+    scores = known_label_scores(Y, pred)
+    # Rows right on every known label: 1 and 4 (row 2's known label 0 is
+    # wrong, its unknown label 1 does not count).
+    assert scores["accuracy"] == pytest.approx(2 / 5)
+    # Label 0: tp 2, fp 1, fn 0 -> 0.8; label 1: tp 1, fp 1, fn 1 -> 0.5.
+    assert scores["macro_f1"] == pytest.approx(0.65)
+    truth = np.where(np.isnan(Y), 0, Y)
+    y0 = np.random.default_rng(0).normal(size=(5, 3, 2))
+    # The temperature fit reads the known entries only: filling the unknown
+    # ones with 0 (as absent) changes it.
+    t = fit_temperature(y0, Y, multilabel=True)
+    assert np.isfinite(t)
+    assert t != fit_temperature(y0, truth, multilabel=True)
+
+
+@pytest.mark.parametrize("estimator", ["diffmic", "cnn"])
+def test_both_estimators_train_with_a_third_of_the_labels_unknown(data, estimator):
+    X, Y = data
+    Y_unknown, mask = _unknown(Y)
+    assert 0.2 < mask.mean() < 0.35
+    options = dict(class_weight="balanced", balanced_sampling=True)
+    if estimator == "diffmic":
+        clf = tiny(validation_fraction=0.25, **options)
+    else:
+        clf = TimmClassifier(
+            "test_resnet", pretrained=False, max_epochs=2, batch_size=8, **options
+        )
+    clf.fit(X, pd.DataFrame(Y_unknown, columns=NAMES))
+    # A NaN that reached a loss, a weight or a score would make it NaN.
+    for record in clf.history_:
+        assert all(np.isfinite(v) for v in record.values() if isinstance(v, float))
+    if estimator == "diffmic":
+        assert "val_macro_f1" in clf.history_[-1] and np.isfinite(clf.temperature_)
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    # Scored on the known entries of each label.
+    aucs = [roc_auc_score(Y[~mask[:, j], j], proba[~mask[:, j], j]) for j in range(3)]
+    assert np.isfinite(np.mean(aucs))
