@@ -3,10 +3,11 @@
 One ``.safetensors`` file: every tensor of the guidance model and the denoiser
 (and the tabular mode's feature statistics), plus a JSON document in the
 file's metadata with the format version, the estimator's parameters, its
-classes and its fitted attributes. Loading parses JSON and raw tensors only;
-nothing is unpickled. The networks are rebuilt from the parameters and the
-tensors are loaded strictly: a missing, extra or mis-shaped tensor is an
-error.
+classes, its fitted attributes and its model card (:mod:`skdiffmic._card`;
+``card_`` on the loaded model, None for files saved before cards). Loading
+parses JSON and raw tensors only; nothing is unpickled. The networks are
+rebuilt from the parameters and the tensors are loaded strictly: a missing,
+extra or mis-shaped tensor is an error. The card is never read to predict.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._card import model_card
 from ._diffusion import NoiseSchedule
 from ._networks import NetworkSpec
 from ._uncertainty import FeatureDensity
@@ -44,6 +46,7 @@ _ATTRIBUTES = (
     "best_epoch_",
     "temperature_",
     "history_",
+    "training_data_",
 )
 _ARRAYS = ("feature_mean_", "feature_scale_", "correction_offset_")
 _MODULES = ("guidance_model_", "denoiser_")
@@ -69,8 +72,12 @@ def _jsonable(value, name):
     )
 
 
-def save_estimator(estimator, path) -> None:
-    """Write a fitted estimator to ``path`` (see the module docstring)."""
+def save_estimator(estimator, path, *, preset=None) -> None:
+    """Write a fitted estimator to ``path`` (see the module docstring).
+
+    ``preset`` names the preset its parameters started from, for the card
+    (default: the one a loaded card names, else the one they match).
+    """
     classes = estimator.classes_
     if classes.dtype.kind not in "biufUO" or (
         classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes)
@@ -92,10 +99,13 @@ def save_estimator(estimator, path) -> None:
                 for k, v in params["class_weight"].items()
             ]
         }
+    params = {k: _jsonable(v, k) for k, v in params.items()}
+    if preset is None and getattr(estimator, "card_", None):
+        preset = estimator.card_["configuration"].get("based_on")
     document = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "params": {k: _jsonable(v, k) for k, v in params.items()},
+        "params": params,
         "spec": _jsonable(asdict(NetworkSpec.of(estimator)), "spec"),
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_dtype": "object" if classes.dtype.kind == "O" else classes.dtype.str,
@@ -105,6 +115,7 @@ def save_estimator(estimator, path) -> None:
             if hasattr(estimator, name)
         },
     }
+    document["card"] = _jsonable(model_card(estimator, params, preset), "card")
     if hasattr(estimator, "feature_names_in_"):
         document["feature_names_in_"] = [str(n) for n in estimator.feature_names_in_]
     if hasattr(estimator, "label_names_"):
@@ -179,6 +190,7 @@ def load_estimator(cls, path):
         strings = any(isinstance(n, str) for n in names)
         estimator.label_names_ = np.array(names, dtype=object if strings else None)
     estimator.multilabel_ = bool(document["attributes"].get("multilabel_", False))
+    estimator.card_ = document.get("card")
     for name in _ARRAYS:
         if name in tensors:
             setattr(estimator, name, tensors.pop(name).numpy())

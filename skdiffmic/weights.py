@@ -56,6 +56,10 @@ OFFLINE_PACKAGES = {
     for i in range(3)
 }
 
+#: The licence of those packages' checkpoints (their LICENSE files): the model
+#: card of a model fine-tuned from them names it.
+OFFLINE_LICENCE = "Apache-2.0"
+
 _DIGEST_KEY = "skdiffmic.tensors_sha256"
 
 

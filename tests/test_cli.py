@@ -1,5 +1,6 @@
-"""The skdiffmic command line: predict, export, info, and its errors."""
+"""The skdiffmic command line: fit, evaluate, predict, export, info, and errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,175 @@ def test_python_dash_m_runs_the_command():
         check=False,
     )
     assert done.returncode == 0 and done.stdout.strip()
+
+
+# ------------------------------------------------------- fit and evaluate --
+FIT_SETS = {
+    "backbone": "test_resnet",
+    "hidden_dim": 32,
+    "n_timesteps": 100,
+    "max_epochs": 2,
+    "guidance_epochs": 1,
+    "batch_size": 8,
+    "device": "cpu",
+}
+
+
+def _fit_args(data, out, *extra):
+    args = ["fit", str(data), "--out", str(out), "--preset", "scratch"]
+    for name, value in FIT_SETS.items():
+        args += ["--set", f"{name}={json.dumps(value)}"]
+    return args + ["--random-state", "0", *extra]
+
+
+def _class_folders(root, n_per_class=12):
+    """Two class folders of 16 px PNGs; lesions have a bright square."""
+    rng = np.random.default_rng(0)
+    for name in ("clear", "lesion"):
+        (root / name).mkdir(parents=True)
+        for k in range(n_per_class):
+            image = rng.integers(0, 200, (16, 16, 3), dtype=np.uint8)
+            if name == "lesion":
+                image[4:12, 4:12] = 255
+            Image.fromarray(image).save(root / name / f"{k:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cli_fit(tmp_path_factory):
+    """A model fitted by ``skdiffmic fit`` on an image folder, and the same
+    model fitted through the Python API."""
+    from skdiffmic import DiffMICClassifier, presets
+    from skdiffmic.datasets import load_image_folder
+
+    root = tmp_path_factory.mktemp("fit")
+    folder = _class_folders(root / "images")
+    model = root / "model.safetensors"
+    args = _fit_args(folder, model, "--validation-fraction", "0.25", "--quiet")
+    assert main(args) == 0
+    bunch = load_image_folder(folder)
+    paths, labels = list(bunch.data), bunch.target_names[bunch.target]
+    reference = DiffMICClassifier(
+        **{**presets.SCRATCH, **FIT_SETS}, validation_fraction=0.25, random_state=0
+    ).fit(paths, labels)
+    return model, folder, paths, labels, reference
+
+
+def test_fit_saves_the_model_the_python_api_fits(cli_fit):
+    from skdiffmic import DiffMICClassifier
+
+    model, folder, paths, labels, reference = cli_fit
+    loaded = DiffMICClassifier.load(model)
+    np.testing.assert_allclose(
+        loaded.predict_proba(paths), reference.predict_proba(paths), atol=1e-6
+    )
+    params, expected = loaded.get_params(), reference.get_params()
+    assert params.pop("verbose") == expected.pop("verbose") == 0  # --quiet
+    assert params == expected
+    assert loaded.classes_.tolist() == ["clear", "lesion"]
+    assert loaded.training_data_ == reference.training_data_
+
+
+def test_evaluate_writes_the_scores_beside_the_model(cli_fit, capsys):
+    model, folder, paths, labels, reference = cli_fit
+    assert main(["evaluate", str(model), str(folder), "--quiet"]) == 0
+    out_dir = model.with_name("model-evaluation-images")
+    printed = capsys.readouterr()
+    assert str(out_dir) in printed.err and "macro_roc_auc" in printed.out
+    metrics = pd.read_csv(out_dir / "metrics.csv").set_index("metric").value
+    pred = reference.predict(paths)
+    assert metrics["n_images"] == 24
+    assert metrics["accuracy"] == pytest.approx(np.mean(pred == labels))
+    for name in ("macro_f1", "balanced_accuracy", "macro_roc_auc", "ece_10_bins"):
+        assert 0 <= metrics[name] <= 1
+    confusion = pd.read_csv(out_dir / "confusion_matrix.csv", index_col=0)
+    assert confusion.to_numpy().sum() == 24 and list(confusion.columns) == [
+        "clear",
+        "lesion",
+    ]
+    assert confusion.loc["lesion", "lesion"] == np.sum((pred == labels)[12:])
+    per_class = pd.read_csv(out_dir / "per_class.csv")
+    assert per_class.support.tolist() == [12, 12]
+    assert per_class.recall.tolist() == pytest.approx(
+        [np.mean(pred[:12] == "clear"), np.mean(pred[12:] == "lesion")]
+    )
+    assert len(pd.read_csv(out_dir / "predictions.csv")) == 24
+    assert (out_dir / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info_prints_the_card_and_writes_it_as_markdown(cli_fit, tmp_path, capsys):
+    model = cli_fit[0]
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "card:" in out and "n_samples: 24" in out
+    assert 'class_counts: {"clear": 12, "lesion": 12}' in out
+    assert 'based_on: "scratch"' in out and "licence: null" in out
+    assert '"val_macro_f1"' in out and "intended_use" in out
+    assert main(["info", str(model), "--card"]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("# Model card: skdiffmic.DiffMICClassifier")
+    assert "not for diagnosis" in markdown and "Rows per class: clear=12" in markdown
+    assert "Based on scratch, changed:" in markdown
+    assert "Validation (hold-out fraction 0.25" in markdown
+    target = tmp_path / "card.md"
+    assert main(["info", str(model), "--card", str(target)]) == 0
+    assert target.read_text() == markdown
+
+
+def test_fit_refuses_bad_data_before_training(cli_fit, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from skdiffmic import DiffMICClassifier
+
+    def no_training(self, X, y):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(DiffMICClassifier, "fit", no_training)
+    folder = tmp_path / "images"
+    shutil.copytree(cli_fit[1], folder)
+    broken = folder / "lesion" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    model = tmp_path / "m.safetensors"
+    (tmp_path / "empty").mkdir()
+    shutil.copytree(cli_fit[1] / "clear", tmp_path / "one" / "clear")
+    listing = tmp_path / "list.csv"
+    pd.DataFrame({"path": ["images/clear/00.png", "gone.png"], "y": [0, 1]}).to_csv(
+        listing, index=False
+    )
+    for data, extra, message in (
+        (folder, [], f"1 of the 25 images of '{folder}' cannot be read, the first"),
+        (folder, [], f"the first '{broken}': "),
+        (tmp_path / "empty", [], "No class folders"),
+        (tmp_path / "one", [], "one class folder only ('clear')"),
+        (listing, [], "1 file(s) named in"),
+        (folder, ["--set", "max_epoch=3"], "unknown parameter 'max_epoch' (did you"),
+        (folder, ["--set", "random_state=1"], "random_state is set twice"),
+        (folder, ["--set", "batch_size=0"], "batch_size"),
+    ):
+        assert main(_fit_args(data, model, *extra)) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (message, err)
+        assert not model.exists()
+
+
+def test_ctrl_c_keeps_the_best_epoch_and_saves_it(cli_fit, tmp_path, monkeypatch):
+    import skdiffmic._training as training
+    from skdiffmic import DiffMICClassifier
+
+    class StopAfterOneDiffusionEpoch(training.tqdm):
+        epochs = 0
+
+        def update(self, n=1):
+            super().update(n)
+            type(self).epochs += n
+            if self.epochs == 2:  # the guidance epoch, then a diffusion epoch
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "tqdm", StopAfterOneDiffusionEpoch)
+    model = tmp_path / "m.safetensors"
+    args = _fit_args(cli_fit[1], model, "--quiet")
+    args[args.index("max_epochs=2")] = "max_epochs=3"
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        assert main(args) == 130
+    loaded = DiffMICClassifier.load(model)
+    assert loaded.n_iter_ == 1 and loaded.card_["training"]["diffusion_epochs"] == 1

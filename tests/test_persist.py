@@ -176,3 +176,52 @@ def test_the_correction_offset_is_saved(tmp_path):
     uncentred = clf.set_params(center_correction=False).predict_proba(X)
     loaded.set_params(center_correction=False)
     np.testing.assert_array_equal(loaded.predict_proba(X), uncentred)
+
+
+def _document(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()["skdiffmic"])
+
+
+def test_the_model_card_is_saved_loaded_and_kept(tmp_path, images, fitted):
+    import skdiffmic
+
+    X, _ = images
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    card = _document(path)["card"]
+    data = card["training_data"]
+    assert data["n_samples"] == 24 and data["input"] == "image array"
+    assert data["class_counts"] == {"benign": 8, "malignant": 8, "naevus": 8}
+    assert data["image_shapes"] == [[16, 16, 3]] and len(data["sha256"]["value"]) == 64
+    assert card["configuration"]["preset"] == "custom"
+    assert card["configuration"]["based_on"] == "scratch"
+    assert card["configuration"]["changed_from_preset"] == {
+        "backbone": "test_resnet",
+        "hidden_dim": 32,
+    }
+    assert card["starting_weights"]["licence"] is None
+    assert card["training"]["validation"] is None  # no hold-out
+    assert card["software"]["skdiffmic"] == skdiffmic.__version__
+    assert card["software"]["torch"] == torch.__version__
+    assert "not for diagnosis" in card["intended_use"]
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.card_ == card and loaded.training_data_ == fitted.training_data_
+    loaded.save(tmp_path / "again.safetensors")
+    assert _document(tmp_path / "again.safetensors")["card"] == card
+
+
+def test_files_without_a_card_load_and_predict_the_same(tmp_path, images, fitted):
+    X, _ = images
+    path = tmp_path / "m.safetensors"
+    fitted.save(path)
+    document = _document(path)
+    del document["card"], document["attributes"]["training_data_"]
+    save_file(
+        load_file(str(path)), str(path), metadata={"skdiffmic": json.dumps(document)}
+    )
+    loaded = DiffMICClassifier.load(path)
+    assert loaded.card_ is None and not hasattr(loaded, "training_data_")
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
