@@ -53,17 +53,19 @@ list), ``chexpert:ROOT`` (its train.csv, uncertain labels as 0) and
     python examples/benchmark.py --dataset findings
     python examples/benchmark.py --dataset chestxray14:/data/NIH --n-images 4000
 
-For multi-label sets the folds are plain shuffled K-fold (scikit-learn has no
-multi-label stratification; with rare findings, check that each training fold
-has each finding, else the fit says which one it lacks), grouped by patient
-for the chest X-ray sets (``GroupKFold``: a patient's images never sit on
-both sides), and the table has
+For multi-label sets the folds are plain shuffled K-fold (with rare findings,
+check that each training fold has each finding, else the fit says which one
+it lacks), grouped by patient and stratified on every finding for the chest
+X-ray sets (``skdiffmic.model_selection.MultilabelStratifiedGroupKFold``: a
+patient's images never sit on both sides), and the table has
 the macro ROC AUC (the mean of the findings' ROC AUCs, ChestX-ray14's
 metric), sample-F1 (F1 of each image's predicted set, averaged over the
 images; an image with no finding predicted with none scores 1), macro-F1
 (over the findings, at the 0.5 threshold), subset accuracy (the whole set
 right), the mean binary log-loss, and a table of each
-finding's ROC AUC.
+finding's ROC AUC. Unknown (NaN) entries of a label set are left out: each
+finding's ROC AUC, F1 and log-loss use its known entries, sample-F1 and
+subset accuracy the images with every finding known.
 """
 
 from __future__ import annotations
@@ -88,7 +90,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.model_selection import (
-    GroupKFold,
     KFold,
     StratifiedGroupKFold,
     StratifiedKFold,
@@ -111,6 +112,8 @@ from skdiffmic.datasets import (
     make_lesions,
     read_images,
 )
+from skdiffmic.metrics import label_roc_auc
+from skdiffmic.model_selection import MultilabelStratifiedGroupKFold
 
 MODELS = ("DiffMIC", "CNN (CE)", "DCG prior", "linear probe")
 METRICS = ("accuracy", "macro_f1", "qw_kappa", "roc_auc")
@@ -268,24 +271,46 @@ def scores(y_true, proba, classes):
 
 
 def label_scores(Y_true, proba, names):
-    """The multi-label table's metrics, and each finding's ROC AUC."""
-    pred = (proba >= 0.5).astype(int)
-    per_label = [
-        roc_auc_score(Y_true[:, j], proba[:, j])
-        if 0 < Y_true[:, j].sum() < len(Y_true)
-        else np.nan
-        for j in range(Y_true.shape[1])
-    ]
-    p = np.clip(np.where(Y_true == 1, proba, 1 - proba), 1e-15, 1)
+    """The multi-label table's metrics, and each finding's ROC AUC; NaN
+    entries of ``Y_true`` (unknown) are left out."""
+    Y_true = np.asarray(Y_true, dtype=float)
+    known = ~np.isnan(Y_true)
+    positive, pred = Y_true == 1, proba >= 0.5
+    per_label = label_roc_auc(Y_true, proba).to_numpy()
+    # Each finding's F1 over its known entries (0 when it has no positive).
+    tp = (known & positive & pred).sum(0)
+    wrong = (known & (positive != pred)).sum(0)
+    f1 = np.divide(2 * tp, 2 * tp + wrong, out=np.zeros(len(tp)), where=tp > 0)
+    full = known.all(axis=1)  # images with every finding known
+    samples_f1 = subset_accuracy = np.nan
+    if full.any():
+        Y_full, pred_full = positive[full].astype(int), pred[full].astype(int)
+        # An image with no finding, predicted with none, is right: 1.
+        samples_f1 = f1_score(Y_full, pred_full, average="samples", zero_division=1)
+        subset_accuracy = accuracy_score(Y_full, pred_full)
+    p = np.clip(np.where(positive, proba, 1 - proba), 1e-15, 1)[known]
     return {
         "roc_auc": np.nanmean(per_label),
-        # An image with no finding, predicted with none, is right: 1.
-        "samples_f1": f1_score(Y_true, pred, average="samples", zero_division=1),
-        "macro_f1": f1_score(Y_true, pred, average="macro", zero_division=0),
-        "subset_accuracy": accuracy_score(Y_true, pred),
+        "samples_f1": samples_f1,
+        "macro_f1": f1.mean(),
+        "subset_accuracy": subset_accuracy,
         "log_loss": -np.mean(np.log(p)),
         **{f"auc[{name}]": a for name, a in zip(names, per_label)},
     }
+
+
+def cv_folds(n_splits, seed, *, multilabel, grouped):
+    """The splitter of a run, shuffled: where the data set has groups (a
+    patient's or lesion's images in one fold), grouped and stratified on the
+    class or on every finding; else stratified on the class, or a plain
+    K-fold for label sets."""
+    if grouped and multilabel:  # chest X-rays: a patient in one fold
+        splitter = MultilabelStratifiedGroupKFold
+    elif grouped:  # HAM10000: a lesion's images in one fold
+        splitter = StratifiedGroupKFold
+    else:
+        splitter = KFold if multilabel else StratifiedKFold
+    return splitter(n_splits=n_splits, shuffle=True, random_state=seed)
 
 
 def make_models(s, **common):
@@ -364,21 +389,15 @@ def run(args) -> tuple[pd.DataFrame, dict]:
             )
         names = np.asarray(given)
     multilabel = y.ndim == 2
-    counts = y.sum(axis=0) if multilabel else np.bincount(y)
+    counts = (y == 1).sum(axis=0) if multilabel else np.bincount(y)
     print(
         f"data: {description}: {len(y)} images {X.shape[1:]}, "
         f"{'positives per finding' if multilabel else 'classes'} "
         f"{dict(zip(names[: len(counts)].tolist(), counts.tolist()))}"
     )
-    if groups is not None and multilabel:  # chest X-rays: a patient in one fold
-        folds = GroupKFold(n_splits=s["folds"], shuffle=True, random_state=args.seed)
-    elif groups is not None:  # HAM10000: a lesion's images in one fold
-        folds = StratifiedGroupKFold(
-            n_splits=s["folds"], shuffle=True, random_state=args.seed
-        )
-    else:
-        splitter = KFold if multilabel else StratifiedKFold
-        folds = splitter(n_splits=s["folds"], shuffle=True, random_state=args.seed)
+    folds = cv_folds(
+        s["folds"], args.seed, multilabel=multilabel, grouped=groups is not None
+    )
     metrics = LABEL_METRICS if multilabel else METRICS
     rows, confusion = [], None if multilabel else 0
     for k, (train, test) in enumerate(folds.split(X, y, groups), start=1):

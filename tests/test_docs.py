@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "skdiffmic.datasets",
     "skdiffmic.export",
     "skdiffmic.metrics",
+    "skdiffmic.model_selection",
     "skdiffmic.parallel",
     "skdiffmic.plotting",
     "skdiffmic.presets",

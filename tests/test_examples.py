@@ -145,6 +145,48 @@ def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
+def test_benchmark_label_scores_leave_unknown_entries_out():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    main_job = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="x")
+    rng = np.random.default_rng(0)
+    Y = (rng.random((40, 3)) < 0.4).astype(float)
+    proba = np.clip(0.5 * Y + 0.6 * rng.random(Y.shape), 0, 1)
+    names = np.array(["a", "b", "c"])
+    plain = main_job["label_scores"](Y, proba, names)
+    # Without unknown entries: scikit-learn's multi-label metrics.
+    assert plain["roc_auc"] == pytest.approx(roc_auc_score(Y, proba))
+    assert plain["macro_f1"] == pytest.approx(
+        f1_score(Y, proba >= 0.5, average="macro", zero_division=0)
+    )
+    Y_nan = Y.copy()
+    Y_nan[:10, 1] = np.nan
+    scored = main_job["label_scores"](Y_nan, proba, names)
+    assert scored["auc[b]"] == pytest.approx(roc_auc_score(Y[10:, 1], proba[10:, 1]))
+    assert scored["auc[a]"] == plain["auc[a]"]
+    rows = slice(10, None)  # the images with every finding known
+    assert scored["subset_accuracy"] == pytest.approx(
+        np.mean(((proba[rows] >= 0.5) == Y[rows]).all(axis=1))
+    )
+    assert all(np.isfinite(v) for v in scored.values())
+
+
+def test_benchmark_folds_of_grouped_label_sets_are_stratified_on_every_finding():
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from skdiffmic.model_selection import MultilabelStratifiedGroupKFold
+
+    cv_folds = runpy.run_path(os.fspath(EXAMPLES / "benchmark.py"), run_name="x")[
+        "cv_folds"
+    ]
+    folds = cv_folds(3, 7, multilabel=True, grouped=True)
+    assert isinstance(folds, MultilabelStratifiedGroupKFold)
+    assert (folds.n_splits, folds.shuffle, folds.random_state) == (3, True, 7)
+    assert isinstance(
+        cv_folds(3, 7, multilabel=False, grouped=True), StratifiedGroupKFold
+    )
+
+
 def test_benchmark_names_a_medmnist_files_classes_in_its_recall_table(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     data = _fake_dermamnist(tmp_path / "derma.npz", np.random.default_rng(0))

@@ -426,10 +426,31 @@ def test_chexpert_valid_split_and_frontal_only(chexpert):
         load_chexpert(chexpert, split="test")
 
 
+def test_chexpert_uncertain_ignore_makes_uncertain_labels_nan(chexpert):
+    names = CHEXPERT_LABELS
+    zeros = load_chexpert(chexpert)
+    ignore = load_chexpert(chexpert, uncertain="ignore")
+    assert ignore.target.dtype == np.float64 and ignore.target.shape == (5, 14)
+    nan = np.isnan(ignore.target)
+    uncertain = np.zeros((5, 14), dtype=bool)
+    uncertain[[1, 2], names.index("Pleural Effusion")] = True
+    uncertain[3, names.index("Cardiomegaly")] = True
+    np.testing.assert_array_equal(nan, uncertain)
+    # Every other entry, blanks (0) included, is as with uncertain="zeros".
+    np.testing.assert_array_equal(ignore.target[~nan], zeros.target[~nan])
+    assert ignore.target[4].tolist() == row_of(names)
+    assert "uncertain='ignore'" in ignore.DESCR and "become NaN" in ignore.DESCR
+    assert "Fracture (2 images)" in ignore.DESCR
+    Y = load_chexpert(chexpert, uncertain="ignore", as_frame=True).target
+    assert (Y.dtypes == np.float64).all()
+    assert Y["Pleural Effusion"].isna().sum() == 2
+    assert Y["Edema"].tolist() == [0, 0, 0, 1, 0]
+
+
 def test_chexpert_uncertain_policy_is_checked(chexpert):
-    with pytest.raises(ValueError, match="uncertain must be 'zeros' or 'ones'.*mask"):
-        load_chexpert(chexpert, uncertain="ignore")
-    with pytest.raises(ValueError, match="uncertain must be 'zeros' or 'ones'"):
+    with pytest.raises(ValueError, match="uncertain must be 'zeros', 'ones' or 'ign"):
+        load_chexpert(chexpert, uncertain="mask")
+    with pytest.raises(ValueError, match="uncertain must be 'zeros', 'ones' or 'ign"):
         load_chexpert(chexpert, uncertain="U-Ones")
     with pytest.raises(ValueError, match="frontal_only must be True or False"):
         load_chexpert(chexpert, frontal_only="yes")

@@ -5,7 +5,8 @@ matrix of shape ``(n_images, n_labels)`` (scikit-learn's
 "multilabel-indicator"), with one column per finding in ``target_names``.
 Both data sets hold many images per patient; the Bunch gives each image's
 patient id (``patient``) so that cross-validation can keep a patient's images
-in one fold (:class:`~sklearn.model_selection.GroupKFold`).
+in one fold (:class:`~skdiffmic.model_selection.MultilabelStratifiedGroupKFold`
+or :class:`~sklearn.model_selection.GroupKFold`).
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ _CXR14_LABEL_FILES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
 _CXR14_SPLIT_FILES = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
 _CHEXPERT_SPLITS = ("train", "valid")
 _CHEXPERT_FOLDERS = ("train", "valid", "test")
-_UNCERTAIN = ("zeros", "ones")
+_UNCERTAIN = ("zeros", "ones", "ignore")
 _PATIENT = re.compile(r"patient(\d+)")
 
 
 # --------------------------------------------------------------------- helpers
 def _label_counts(target: np.ndarray, target_names) -> str:
-    counts = target.sum(0) if len(target) else np.zeros(len(target_names), int)
+    counts = (target == 1).sum(0) if len(target) else np.zeros(len(target_names), int)
     return "\n".join(
         f"    {i}: {name} ({count} images)"
         for i, (name, count) in enumerate(zip(target_names, counts))
@@ -82,8 +83,9 @@ def _label_counts(target: np.ndarray, target_names) -> str:
 
 
 def _summary(target: np.ndarray, patient: np.ndarray) -> str:
-    n_none = int((target.sum(1) == 0).sum())
-    n_several = int((target.sum(1) > 1).sum())
+    positives = (target == 1).sum(1)  # NaN (unknown) is not a positive
+    n_none = int((positives == 0).sum())
+    n_several = int((positives > 1).sum())
     return (
         f"{len(target)} images of {len(np.unique(patient))} patients; "
         f"{n_none} without any label, {n_several} with several.\n\n"
@@ -97,7 +99,9 @@ def _multilabel_bunch(
     """The Bunch (or ``(data, target)``) of a multi-label file-based data set."""
     paths = np.array([str(p) for p in paths], dtype=object)
     names = np.asarray(target_names, dtype=str)
-    target = np.asarray(target, dtype=np.int64).reshape(len(paths), len(names))
+    target = np.asarray(target)
+    dtype = np.float64 if target.dtype.kind == "f" else np.int64  # float: NaN
+    target = target.astype(dtype).reshape(len(paths), len(names))
     patient = np.asarray(patient, dtype=np.int64)
     frame = None
     data, y = paths, target
@@ -434,12 +438,14 @@ def load_chexpert(
     The 14 observation columns (:data:`CHEXPERT_LABELS`, ``No Finding``
     included) hold 1 (positive), 0 (negative), -1 (uncertain) or nothing
     (not mentioned in the report). Not mentioned becomes 0 and uncertain
-    follows ``uncertain``. Masking uncertain labels out of the loss (the
-    paper's U-Ignore) is not offered: the package's estimators have no masked
-    loss and refuse a target with missing values. The patient id of each
-    image is the number in its path (``patient00001`` is 1); a patient's
-    images should stay in one fold
-    (:class:`~sklearn.model_selection.GroupKFold`). Rows are sorted by path.
+    follows ``uncertain``: 0, 1, or NaN (unknown) with ``"ignore"``, the
+    paper's U-Ignore. The package's estimators leave NaN entries of a
+    multi-label target out of their losses, validation and calibration, and
+    :func:`skdiffmic.metrics.label_roc_auc` out of its scores. The patient id
+    of each image is the number in its path (``patient00001`` is 1); a
+    patient's images should stay in one fold
+    (:class:`~skdiffmic.model_selection.MultilabelStratifiedGroupKFold`, or
+    :class:`~sklearn.model_selection.GroupKFold`). Rows are sorted by path.
     Only the files the CSV lists are checked, each for existence.
 
     Parameters
@@ -450,10 +456,10 @@ def load_chexpert(
         Which label file to read: ``train.csv`` (223,414 images of the full
         set) or ``valid.csv`` (234 images of 200 patients, labelled by
         radiologists, with no uncertain or blank labels).
-    uncertain : {"zeros", "ones"}, default="zeros"
+    uncertain : {"zeros", "ones", "ignore"}, default="zeros"
         The policy for uncertain (-1) labels: ``"zeros"`` makes them
-        negative, ``"ones"`` positive (U-Zeros and U-Ones of the CheXpert
-        paper).
+        negative, ``"ones"`` positive, ``"ignore"`` unknown (NaN in a float
+        ``target``): U-Zeros, U-Ones and U-Ignore of the CheXpert paper.
     frontal_only : bool, default=False
         Keep only the frontal views (column ``Frontal/Lateral`` equal to
         ``Frontal``), the usual choice for a single-view classifier.
@@ -466,13 +472,15 @@ def load_chexpert(
         Return ``(data, target)`` instead of a Bunch.
     as_frame : bool, default=False
         As in :func:`load_chestxray14`: ``target`` becomes a DataFrame with one
-        0/1 column per observation.
+        0/1 column per observation (float columns with NaN when
+        ``uncertain="ignore"``).
 
     Returns
     -------
     data : Bunch
         As in :func:`load_chestxray14`; ``target`` has shape
-        ``(n_images, 14)`` and ``target_names`` are the observations.
+        ``(n_images, 14)`` and ``target_names`` are the observations. With
+        ``uncertain="ignore"``, ``target`` is float64, NaN where uncertain.
     (data, target) : tuple if ``return_X_y`` is True.
 
     Raises
@@ -492,18 +500,20 @@ def load_chexpert(
     ...     "CheXpert-v1.0-small", uncertain="ones", frontal_only=True,
     ...     return_X_y=True,
     ... )  # doctest: +SKIP
+    >>> from skdiffmic.model_selection import MultilabelStratifiedGroupKFold
+    >>> data = load_chexpert(
+    ...     "CheXpert-v1.0-small", uncertain="ignore"
+    ... )  # doctest: +SKIP
+    >>> folds = MultilabelStratifiedGroupKFold(5).split(
+    ...     data.data, data.target, groups=data.patient
+    ... )  # doctest: +SKIP
     """
     if not (isinstance(split, str) and split in _CHEXPERT_SPLITS):
         raise ValueError(f"split must be 'train' or 'valid'; got {split!r}.")
     if not (isinstance(uncertain, str) and uncertain in _UNCERTAIN):
-        extra = ""
-        if uncertain in ("ignore", "mask", None):
-            extra = (
-                " Ignoring uncertain labels would need a masked loss, which the "
-                "estimators do not have (they refuse missing target values)."
-            )
         raise ValueError(
-            f"uncertain must be 'zeros' or 'ones'; got {uncertain!r}.{extra}"
+            "uncertain must be 'zeros', 'ones' or 'ignore' (uncertain labels "
+            f"become NaN); got {uncertain!r}."
         )
     _check_flag(frontal_only, "frontal_only")
     _check_flag(skip_missing, "skip_missing")
@@ -548,7 +558,8 @@ def load_chexpert(
     paths, values, patient = paths[rows], values[rows], patient[rows]
     _verify_all(paths, verify)
     n_uncertain = (values == -1).sum(0)
-    target = np.where(values == -1, int(uncertain == "ones"), values)
+    becomes = {"zeros": 0, "ones": 1, "ignore": np.nan}[uncertain]
+    target = np.where(values == -1, becomes, values)
     uncertain_counts = ", ".join(
         f"{name} {count}" for name, count in zip(CHEXPERT_LABELS, n_uncertain) if count
     )
@@ -557,7 +568,7 @@ def load_chexpert(
         "labelled from the radiology reports (224,316 images of 65,240 "
         "patients in total); blank (not mentioned) labels are 0.\n"
         f"Loaded from {str(base)!r}: {what}, uncertain={uncertain!r} (uncertain "
-        f"labels become {int(uncertain == 'ones')}), "
+        f"labels become {'NaN, unknown' if uncertain == 'ignore' else becomes}), "
         + _summary(target, patient)
         + _label_counts(target, CHEXPERT_LABELS)
         + "\n"
