@@ -112,7 +112,8 @@ def test_grid_search_over_a_two_process_fit_and_the_same_seed_twice(tmp_path):
     assert 0.0 <= search.best_score_ <= 1.0 and _children() == []
 
     # The refit, and the same settings fitted again: the same predictions.
-    again = DiffMICClassifier(**{**TINY, "max_epochs": 1}, device=["cpu", "cpu"]).fit(X, y)
+    refit = {**TINY, "max_epochs": 1}
+    again = DiffMICClassifier(**refit, device=["cpu", "cpu"]).fit(X, y)
     expected = search.best_estimator_.predict_proba(X)
     np.testing.assert_array_equal(again.predict_proba(X), expected)
     again.save(tmp_path / "model.safetensors")
