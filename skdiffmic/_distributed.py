@@ -204,6 +204,7 @@ def _free_port() -> int:
 def _worker(rank, payload: str, out: str, devices, port, threads):
     """One rank of :func:`fit_on_devices`: join the group, fit, and (rank 0)
     write the fitted estimator."""
+    Path(out).with_name(f"started-{rank}").touch()
     torch.set_num_threads(threads)
     backend = "nccl" if devices[0].startswith("cuda") else "gloo"
     dist.init_process_group(
@@ -265,6 +266,14 @@ def fit_on_devices(estimator, X, y, devices):
                 if exc.signal_name
                 else f"exited with code {exc.exit_code}"
             )
+            if not Path(tmp, f"started-{rank}").exists():
+                raise RuntimeError(
+                    f"distributed fit: worker {rank} (device {devices[rank]!r}) "
+                    f"{how} before it started fitting: the spawned interpreter "
+                    "failed while re-importing the main module (its error is "
+                    "printed above). A script that fits on several devices must "
+                    'keep its top level under `if __name__ == "__main__":`.'
+                ) from exc
             raise RuntimeError(
                 f"distributed fit: worker {rank} (device {devices[rank]!r}) {how} "
                 "(out of memory, or killed); the other workers were stopped."

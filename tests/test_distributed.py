@@ -133,3 +133,22 @@ def test_the_cnn_baseline_fits_on_two_processes_too():
     assert two.predict_proba(X).shape == (32, 2)
     again = pickle.loads(pickle.dumps(two))
     np.testing.assert_array_equal(again.predict_proba(X), two.predict_proba(X))
+
+
+def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from skdiffmic import DiffMICClassifier\n"
+        "X, y = np.zeros((8, 2)), np.arange(8) % 2\n"
+        "DiffMICClassifier(max_epochs=1, device=['cpu', 'cpu']).fit(X, y)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode != 0
+    assert "before it started fitting" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr.splitlines()[-1]
