@@ -166,7 +166,7 @@ def one_sided_label(Y: np.ndarray):
     ``Y`` that no known entry shows (no known entry lacks), or None when each
     label has both."""
     filled, known = known_entries(Y)
-    positives, counts = filled.sum(axis=0), known.sum(axis=0)
+    positives, counts = (known & (filled == 1)).sum(axis=0), known.sum(axis=0)
     for j, (count, total) in enumerate(zip(positives, counts)):
         if count == 0 or count == total:
             return j, "positive" if count == 0 else "negative"
@@ -210,7 +210,7 @@ def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
     n_labels = Y.shape[1]
     if isinstance(class_weight, str):  # "balanced", over each label's known rows
         filled, known = known_entries(Y)
-        positives = filled.sum(axis=0)
+        positives = (known & (filled == 1)).sum(axis=0)
         return (known.sum(axis=0) - positives) / positives
     weights = np.ones(n_labels)
     keys = {j: j for j in range(n_labels)}
@@ -237,7 +237,8 @@ def label_sample_weight(Y: np.ndarray) -> np.ndarray:
     drawn about as often as the rarest label's. Only known positives count,
     in the frequencies and in a row's labels.
     """
-    Y, _ = known_entries(Y)
+    filled, known = known_entries(Y)
+    Y = (known & (filled == 1)).astype(np.float64)  # the known positives
     counts = Y.sum(axis=0)
     # A label with no row here (a fold of prior_folds, say) weighs nothing.
     frequency = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)

@@ -325,3 +325,47 @@ def test_ctrl_c_keeps_the_best_epoch_and_saves_it(cli_fit, tmp_path, monkeypatch
         assert main(args) == 130
     loaded = DiffMICClassifier.load(model)
     assert loaded.n_iter_ == 1 and loaded.card_["training"]["diffusion_epochs"] == 1
+
+
+def test_fit_and_evaluate_a_multilabel_csv_with_blank_cells(tmp_path, capsys):
+    """Two findings, a third of the cells blank (unknown): fit trains on the
+    known cells and evaluate scores each finding over its known entries."""
+    from skdiffmic import DiffMICClassifier
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "img").mkdir()
+    rows = []
+    for k in range(24):
+        square, bar = k % 2, (k // 2) % 2
+        image = rng.integers(0, 120, (16, 16, 3), dtype=np.uint8)
+        if square:
+            image[4:10, 4:10] = 255
+        if bar:
+            image[12:15, :] = 255
+        Image.fromarray(image).save(tmp_path / "img" / f"{k:02d}.png")
+        rows.append({"path": f"img/{k:02d}.png", "square": square, "bar": bar})
+    table = pd.DataFrame(rows).astype({"square": float, "bar": float})
+    blank = rng.random(table[["square", "bar"]].shape) < 0.3
+    table[["square", "bar"]] = table[["square", "bar"]].mask(blank)
+    listing = tmp_path / "findings.csv"
+    table.to_csv(listing, index=False)
+    assert ",," in listing.read_text() or ",\n" in listing.read_text()  # blanks
+
+    model = tmp_path / "m.safetensors"
+    assert main(_fit_args(listing, model, "--quiet")) == 0
+    loaded = DiffMICClassifier.load(model)
+    assert loaded.multilabel_ and list(loaded.label_names_) == ["square", "bar"]
+    losses = [v for h in loaded.history_ for k, v in h.items() if k.endswith("loss")]
+    assert len(losses) > 2 and np.isfinite(losses).all()
+
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(listing), "--quiet"]) == 0
+    out_dir = tmp_path / "m-evaluation-findings"
+    metrics = pd.read_csv(out_dir / "metrics.csv").set_index("metric").value
+    assert metrics["n_known_entries"] == (~blank).sum()
+    per_label = pd.read_csv(out_dir / "per_label.csv").set_index("label")
+    assert per_label.n_known.tolist() == (~blank).sum(axis=0).tolist()
+    assert 0 <= metrics["macro_roc_auc"] <= 1
+    truth = pd.read_csv(out_dir / "predictions.csv").truth.fillna("")
+    known_square = ~blank[:, 0] & (table.square == 1).to_numpy()
+    assert [("square" in t) for t in truth] == known_square.tolist()

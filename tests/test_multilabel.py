@@ -434,6 +434,50 @@ def test_unknown_entries_leave_weights_and_scores_alone():
     assert t != fit_temperature(y0, truth, multilabel=True)
 
 
+def test_the_hidden_values_of_unknown_entries_change_nothing_in_a_fit(
+    data, monkeypatch
+):
+    """Both stages' losses, the MMD term, the weights, the validation scores
+    and the temperature read an unknown entry only through ``known_entries``.
+    Filling its hidden value with 1 instead of 0 (flipping it) must give the
+    same fit, bit for bit."""
+    import skdiffmic._losses
+    import skdiffmic._sampling
+    import skdiffmic._targets
+    import skdiffmic._training
+
+    X, Y = data
+    frame = pd.DataFrame(_unknown(Y)[0], columns=NAMES)
+    kw = dict(validation_fraction=0.25, class_weight="balanced", balanced_sampling=True)
+    as_zeros = tiny(**kw).fit(X, frame)
+
+    original, calls = skdiffmic._targets.known_entries, []
+
+    def as_ones(Y):
+        filled, known = original(Y)
+        calls.append(bool((~known).any()))
+        if isinstance(filled, torch.Tensor):
+            return torch.where(known, filled, torch.ones_like(filled)), known
+        return np.where(known, filled, 1.0), known
+
+    for module in (
+        skdiffmic._targets,
+        skdiffmic._losses,
+        skdiffmic._training,
+        skdiffmic._sampling,
+    ):
+        monkeypatch.setattr(module, "known_entries", as_ones)
+    flipped = tiny(**kw).fit(X, frame)
+    assert sum(calls) > 10  # the flipped fill was read, by every step
+
+    def losses(model):
+        return [{k: v for k, v in h.items() if k != "time"} for h in model.history_]
+
+    assert losses(flipped) == losses(as_zeros)
+    assert flipped.temperature_ == as_zeros.temperature_
+    np.testing.assert_array_equal(flipped.predict_proba(X), as_zeros.predict_proba(X))
+
+
 @pytest.mark.parametrize("estimator", ["diffmic", "cnn"])
 def test_both_estimators_train_with_a_third_of_the_labels_unknown(data, estimator):
     X, Y = data
