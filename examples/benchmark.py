@@ -15,9 +15,11 @@ default, stratified k-fold cross-validation of
 
 Every model sees the same folds. Prints a table (mean +- sd over folds) of
 accuracy, macro-F1, quadratic-weighted kappa, ROC AUC (one-vs-rest, macro, for
-several classes), balanced accuracy, log-loss, fit time and predict time per
-image, and a table of each class's recall (melanoma recall is the first thing
-a dermatologist asks of a skin-lesion classifier), and writes ``results.csv``
+several classes), balanced accuracy, log-loss, fit time, predict time per
+image and the process's peak resident memory while each model fits and
+predicts (the data set, decoded once, included), and a table of each
+class's recall (melanoma recall is the first thing a dermatologist asks of a
+skin-lesion classifier), and writes ``results.csv``
 (one row per fold and model, rewritten after every fold so that a stopped run
 keeps its finished folds),
 ``summary.csv`` and ``benchmark.png`` (metric bars with error bars and
@@ -357,6 +359,48 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB (NaN where it cannot be read)."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        return float("nan")
+
+
+class PeakRSS:
+    """The process's highest resident memory (MB) while the block runs, sampled
+    every 20 ms by a thread: ``with PeakRSS() as peak: ...; peak.mb``. Each
+    model's block holds its fit and its predictions; the data set, decoded
+    once before the folds, is in every model's figure, and so is memory an
+    earlier model freed that the allocator kept (``benchmarks.bench_ham10000_fit``
+    fits each model in a fresh process for a figure of its own)."""
+
+    def __enter__(self):
+        import threading
+
+        self.mb, self._done = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._done.wait(0.02):
+            self.mb = max(self.mb, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.mb = max(self.mb, _rss_mb())
+
+
 def run(args) -> tuple[pd.DataFrame, dict]:
     mode = "quick" if args.quick else "full" if args.full else "default"
     preset = presets.SCRATCH if args.scratch else presets.FINE_TUNE
@@ -406,24 +450,27 @@ def run(args) -> tuple[pd.DataFrame, dict]:
         )
         tag = f"[fold {k}/{s['folds']}]"
         print(f"{tag} fitting DiffMIC on {len(train)} images ...", flush=True)
-        _, fit_s = timed(diffmic.fit, X[train], y[train])
-        proba, pred_s = timed(diffmic.predict_proba, X[test])
-        prior, prior_s = timed(diffmic.predict_prior_proba, X[test])
+        with PeakRSS() as diffmic_peak:
+            _, fit_s = timed(diffmic.fit, X[train], y[train])
+            proba, pred_s = timed(diffmic.predict_proba, X[test])
+            prior, prior_s = timed(diffmic.predict_prior_proba, X[test])
         print(f"{tag} fitting the CNN baseline ...", flush=True)
-        _, cnn_fit_s = timed(cnn.fit, X[train], y[train])
-        cnn_proba, cnn_pred_s = timed(cnn.predict_proba, X[test])
+        with PeakRSS() as cnn_peak:
+            _, cnn_fit_s = timed(cnn.fit, X[train], y[train])
+            cnn_proba, cnn_pred_s = timed(cnn.predict_proba, X[test])
         print(f"{tag} fitting the linear probe ...", flush=True)
         probe = make_probe(s, multilabel)
-        _, probe_fit_s = timed(probe.fit, X[train], y[train])
-        probe_proba, probe_pred_s = timed(probe.predict_proba, X[test])
+        with PeakRSS() as probe_peak:
+            _, probe_fit_s = timed(probe.fit, X[train], y[train])
+            probe_proba, probe_pred_s = timed(probe.predict_proba, X[test])
         results = {
-            "DiffMIC": (proba, fit_s, pred_s),
-            "CNN (CE)": (cnn_proba, cnn_fit_s, cnn_pred_s),
+            "DiffMIC": (proba, fit_s, pred_s, diffmic_peak.mb),
+            "CNN (CE)": (cnn_proba, cnn_fit_s, cnn_pred_s, cnn_peak.mb),
             # The prior's fit is DiffMIC's fit: it comes from the same run.
-            "DCG prior": (prior, fit_s, prior_s),
-            "linear probe": (probe_proba, probe_fit_s, probe_pred_s),
+            "DCG prior": (prior, fit_s, prior_s, diffmic_peak.mb),
+            "linear probe": (probe_proba, probe_fit_s, probe_pred_s, probe_peak.mb),
         }
-        for model, (p, fit_time, pred_time) in results.items():
+        for model, (p, fit_time, pred_time, peak_mb) in results.items():
             if multilabel:
                 row = {"fold": k, "model": model, **label_scores(y[test], p, names)}
             else:
@@ -433,7 +480,9 @@ def run(args) -> tuple[pd.DataFrame, dict]:
                     **scores(y[test], p, diffmic.classes_),
                 }
             row.update(
-                fit_s=fit_time, predict_ms_per_image=1000 * pred_time / len(test)
+                fit_s=fit_time,
+                predict_ms_per_image=1000 * pred_time / len(test),
+                peak_rss_mb=peak_mb,
             )
             rows.append(row)
         if not multilabel:
@@ -466,7 +515,8 @@ def _metric_names(columns) -> tuple[tuple, tuple, str]:
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     metrics, extra, prefix = _metric_names(table.columns)
     per_class = [c for c in table.columns if c.startswith(prefix)]
-    columns = [*metrics, *extra, *per_class, "fit_s", "predict_ms_per_image"]
+    timing = ["fit_s", "predict_ms_per_image", "peak_rss_mb"]
+    columns = [*metrics, *extra, *per_class, *[c for c in timing if c in table]]
     grouped = table.groupby("model", sort=False)[columns]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std().add_suffix("_sd"))
     return summary.loc[list(MODELS)]
@@ -478,13 +528,13 @@ def print_table(summary: pd.DataFrame, names=()) -> str:
     if prefix == "auc[":
         header = (
             "| model | macro ROC AUC | sample-F1 | macro-F1 | subset acc. | "
-            "log-loss | fit (s) | predict (ms/image) |"
+            "log-loss | fit (s) | predict (ms/image) | peak RSS (MB) |"
         )
         caption = "ROC AUC of each finding (mean over folds):"
     else:
         header = (
             "| model | accuracy | macro-F1 | QW kappa | ROC AUC | balanced acc. | "
-            "log-loss | fit (s) | predict (ms/image) |"
+            "log-loss | fit (s) | predict (ms/image) | peak RSS (MB) |"
         )
         caption = "Recall of each class (mean over folds):"
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
@@ -496,6 +546,8 @@ def print_table(summary: pd.DataFrame, names=()) -> str:
         cells.append(
             f"{r['predict_ms_per_image_mean']:.2f} ± {r['predict_ms_per_image_sd']:.2f}"
         )
+        peak = r.get("peak_rss_mb_mean", np.nan)  # results.csv of older runs: none
+        cells.append("-" if np.isnan(peak) else f"{peak:,.0f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     recalls = [
         c for c in summary.columns if c.startswith(prefix) and c.endswith("_mean")

@@ -145,7 +145,7 @@ def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path):
         "import numpy as np\n"
         "from skdiffmic import DiffMICClassifier\n"
         "X, y = np.zeros((8, 2)), np.arange(8) % 2\n"
-        "DiffMICClassifier(max_epochs=1, device=['cpu', 'cpu']).fit(X, y)\n"
+        "DiffMICClassifier(max_epochs=1, device=['cpu']).fit(X, y)\n"
     )
     run = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120

@@ -38,6 +38,12 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     for model in ("DiffMIC", "CNN (CE)", "DCG prior", "linear probe"):
         assert f"| {model} |" in out
+    assert "| peak RSS (MB) |" in out
+    results = pd.read_csv(tmp_path / "results.csv").set_index("model")
+    # The data and torch are resident before any model: hundreds of MB.
+    assert (results.peak_rss_mb > 100).all()
+    peaks = results.peak_rss_mb
+    assert peaks["DiffMIC"].tolist() == peaks["DCG prior"].tolist()  # one fit
     assert {p.name for p in tmp_path.iterdir()} == {
         "results.csv",
         "summary.csv",
