@@ -73,13 +73,17 @@ class DiesOnRankOne(DiffMICClassifier):
 
 def _children():
     """This process's live children, but multiprocessing's resource tracker
-    (one per interpreter, started with the first spawned process)."""
+    and fork server (one each per interpreter, started with the first
+    distributed fit, idle between fits): the workers."""
     import psutil
 
     return [
         p
         for p in psutil.Process().children(recursive=True)
-        if p.is_running() and "resource_tracker" not in " ".join(p.cmdline())
+        if p.is_running()
+        and not any(
+            name in " ".join(p.cmdline()) for name in ("resource_tracker", "forkserver")
+        )
     ]
 
 
