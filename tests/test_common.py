@@ -21,8 +21,8 @@ def _fast():
     return DiffMICClassifier(
         hidden_dim=128,
         n_timesteps=50,
-        max_epochs=50,
-        guidance_epochs=10,
+        max_epochs=30,
+        guidance_epochs=6,
         guidance_learning_rate=1e-2,
         learning_rate=1e-2,
         batch_size=64,

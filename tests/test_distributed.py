@@ -140,8 +140,11 @@ def test_the_cnn_baseline_fits_on_two_processes_too():
     np.testing.assert_array_equal(again.predict_proba(X), two.predict_proba(X))
 
 
-def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path):
-    import subprocess
+def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path, monkeypatch):
+    """Each worker re-imports the caller's main module; one that fits at its
+    top level starts a fit in every worker, which multiprocessing refuses
+    while the worker bootstraps. Here this process's main module is made
+    such a script (as ``python unguarded.py`` would make it)."""
     import sys
 
     script = tmp_path / "unguarded.py"
@@ -151,9 +154,13 @@ def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path):
         "X, y = np.zeros((8, 2)), np.arange(8) % 2\n"
         "DiffMICClassifier(max_epochs=1, device=['cpu']).fit(X, y)\n"
     )
-    run = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode != 0
-    assert "before it started fitting" in run.stderr
-    assert 'if __name__ == "__main__":' in run.stderr.splitlines()[-1]
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None)
+    monkeypatch.setattr(main, "__file__", str(script), raising=False)
+    X, y = np.zeros((8, 2)), np.arange(8) % 2
+    with pytest.raises(RuntimeError) as error:
+        DiffMICClassifier(max_epochs=1, device=["cpu"]).fit(X, y)
+    message = str(error.value)
+    assert "worker 0 (device 'cpu') exited with code 1 before it started" in message
+    assert message.endswith('under `if __name__ == "__main__":`.')
+    assert _children() == []
