@@ -490,6 +490,7 @@ def describe(path: str) -> dict:
             "image size": meta["image_size"],
             "prediction": meta["sampler"] | {"n_samples": meta["n_samples"]},
             "training settings": meta["params"],
+            "card": _card_summary(meta.get("card")),
         }
     from ._persist import _read
 
@@ -540,17 +541,19 @@ def _write_card(path: str, target: str) -> None:
     from ._card import card_markdown
     from ._persist import _read
 
-    if path.lower().endswith(".onnx"):
-        raise CommandError("an exported ONNX file has no model card; use the model")
     if not os.path.isfile(path):
         raise CommandError(f"no model file at {path!r}")
-    try:
-        document, _ = _read(path)
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc).splitlines()[0]) from None
-    if document.get("card") is None:
-        raise CommandError(f"{path!r} was saved before model cards; it has none")
-    text = card_markdown(document["card"])
+    if path.lower().endswith(".onnx"):
+        card = _load_model(path).metadata_.get("card")
+    else:
+        try:
+            document, _ = _read(path)
+        except (ValueError, OSError) as exc:
+            raise CommandError(str(exc).splitlines()[0]) from None
+        card = document.get("card")
+    if card is None:
+        raise CommandError(f"{path!r} was written before model cards; it has none")
+    text = card_markdown(card)
     if target == "-":
         sys.stdout.write(text)
         return

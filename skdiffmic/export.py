@@ -42,8 +42,9 @@ Its metadata properties (``metadata_props``, JSON values):
 ``format`` (``"skdiffmic.onnx"``), ``skdiffmic_version``, ``classes``,
 ``multilabel`` and ``label_names`` (empty for single-label models),
 ``image_size``, ``image_shape``, ``backbone``, ``preprocessing``,
-``n_samples``, ``n_draws``, ``sampling_seed``, ``sampler`` and the
-estimator's parameters (``params``).
+``n_samples``, ``n_draws``, ``sampling_seed``, ``sampler``, the
+estimator's parameters (``params``) and its model card (``card``, as
+``save`` writes it; ``skdiffmic info model.onnx --card`` prints it).
 """
 
 from __future__ import annotations
@@ -157,7 +158,19 @@ def _metadata(clf) -> dict:
             "prediction_type": sampler.prediction_type,
         },
         "params": params,
+        "card": _card(clf, params),
     }
+
+
+def _card(clf, params: dict) -> dict:
+    """The estimator's model card: the one it was loaded with, else its own
+    from its JSON-able ``params`` (:mod:`skdiffmic._card`), so that an
+    exported graph describes itself."""
+    from ._card import model_card
+    from ._persist import _jsonable
+
+    card = getattr(clf, "card_", None)
+    return _jsonable(card if card is not None else model_card(clf, params), "card")
 
 
 def to_onnx(clf, path, *, opset: int = DEFAULT_OPSET) -> Path:

@@ -135,6 +135,11 @@ def test_info_and_export_then_predict_with_the_onnx_file(saved, tmp_path, capsys
     assert main(["export", str(model), str(onnx_path)]) == 0
     assert main(["info", str(onnx_path)]) == 0
     assert "ONNX graph" in capsys.readouterr().out
+    # The graph carries the model's card: the same Markdown from either file.
+    assert main(["info", str(model), "--card"]) == 0
+    card = capsys.readouterr().out
+    assert main(["info", str(onnx_path), "--card"]) == 0
+    assert capsys.readouterr().out == card and "not for diagnosis" in card
     out = tmp_path / "p.csv"
     assert main(["predict", str(onnx_path), *map(str, paths), "--out", str(out)]) == 0
     np.testing.assert_allclose(
