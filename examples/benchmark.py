@@ -516,7 +516,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     metrics, extra, prefix = _metric_names(table.columns)
     per_class = [c for c in table.columns if c.startswith(prefix)]
     timing = ["fit_s", "predict_ms_per_image", "peak_rss_mb"]
-    columns = [*metrics, *extra, *per_class, *[c for c in timing if c in table]]
+    columns = [*metrics, *extra, *per_class, *timing]
     grouped = table.groupby("model", sort=False)[columns]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std().add_suffix("_sd"))
     return summary.loc[list(MODELS)]
@@ -546,7 +546,7 @@ def print_table(summary: pd.DataFrame, names=()) -> str:
         cells.append(
             f"{r['predict_ms_per_image_mean']:.2f} ± {r['predict_ms_per_image_sd']:.2f}"
         )
-        peak = r.get("peak_rss_mb_mean", np.nan)  # results.csv of older runs: none
+        peak = r["peak_rss_mb_mean"]  # NaN where the memory cannot be read
         cells.append("-" if np.isnan(peak) else f"{peak:,.0f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     recalls = [

@@ -201,10 +201,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _started(directory, rank: int) -> Path:
+    """The file a worker touches first, in the fit's temporary directory: a
+    worker that died without it never got past re-importing the main
+    module."""
+    return Path(directory, f"started-{rank}")
+
+
 def _worker(rank, payload: str, out: str, devices, port, threads):
     """One rank of :func:`fit_on_devices`: join the group, fit, and (rank 0)
     write the fitted estimator."""
-    Path(out).with_name(f"started-{rank}").touch()
+    _started(Path(out).parent, rank).touch()
     torch.set_num_threads(threads)
     backend = "nccl" if devices[0].startswith("cuda") else "gloo"
     dist.init_process_group(
@@ -288,7 +295,7 @@ def fit_on_devices(estimator, X, y, devices):
                 if exc.signal_name
                 else f"exited with code {exc.exit_code}"
             )
-            if not Path(tmp, f"started-{rank}").exists():
+            if not _started(tmp, rank).exists():
                 raise RuntimeError(
                     f"distributed fit: worker {rank} (device {devices[rank]!r}) "
                     f"{how} before it started fitting: it failed while "

@@ -161,12 +161,20 @@ def known_entries(Y):
     return np.where(known, Y, 0.0), known
 
 
+def known_positives(Y: np.ndarray):
+    """``(positive, known)`` boolean masks of a NumPy indicator with unknown
+    (NaN) entries: ``positive`` holds the known entries that are 1, whatever
+    :func:`known_entries` fills the unknown ones with."""
+    filled, known = known_entries(Y)
+    return known & (filled == 1), known
+
+
 def one_sided_label(Y: np.ndarray):
     """``(j, "positive" | "negative")`` for the first label of the indicator
     ``Y`` that no known entry shows (no known entry lacks), or None when each
     label has both."""
-    filled, known = known_entries(Y)
-    positives, counts = (known & (filled == 1)).sum(axis=0), known.sum(axis=0)
+    positive, known = known_positives(Y)
+    positives, counts = positive.sum(axis=0), known.sum(axis=0)
     for j, (count, total) in enumerate(zip(positives, counts)):
         if count == 0 or count == total:
             return j, "positive" if count == 0 else "negative"
@@ -179,9 +187,8 @@ def known_label_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
     (subset accuracy), and ``macro_f1``, the mean over the labels of each
     label's F1 on its known rows (0 for a label that has no known positive
     and none predicted)."""
-    filled, known = known_entries(truth)
+    positive, known = known_positives(truth)
     pred = np.asarray(pred) == 1
-    positive = filled == 1
     right = (pred == positive) | ~known
     tp = (pred & positive & known).sum(axis=0)
     fp = (pred & ~positive & known).sum(axis=0)
@@ -209,8 +216,8 @@ def positive_weights(Y: np.ndarray, class_weight, label_names) -> np.ndarray:
         return None
     n_labels = Y.shape[1]
     if isinstance(class_weight, str):  # "balanced", over each label's known rows
-        filled, known = known_entries(Y)
-        positives = (known & (filled == 1)).sum(axis=0)
+        positive, known = known_positives(Y)
+        positives = positive.sum(axis=0)
         return (known.sum(axis=0) - positives) / positives
     weights = np.ones(n_labels)
     keys = {j: j for j in range(n_labels)}
@@ -237,8 +244,7 @@ def label_sample_weight(Y: np.ndarray) -> np.ndarray:
     drawn about as often as the rarest label's. Only known positives count,
     in the frequencies and in a row's labels.
     """
-    filled, known = known_entries(Y)
-    Y = (known & (filled == 1)).astype(np.float64)  # the known positives
+    Y = known_positives(Y)[0].astype(np.float64)
     counts = Y.sum(axis=0)
     # A label with no row here (a fold of prior_folds, say) weighs nothing.
     frequency = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
