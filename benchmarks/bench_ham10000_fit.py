@@ -7,11 +7,16 @@ batch, with the progress bar on (``verbose=1``, on stderr): DiffMIC at
 ``presets.FINE_TUNE`` for DCG + diffusion epochs, the CNN (``TimmClassifier``,
 same backbone, weights, image size, augmentation) for their sum. It reports
 wall time, images per second and the process's peak resident set size
-(``ru_maxrss``) against its size after import.
+(``ru_maxrss``) against its size after import. ``--predict`` also times
+``predict_proba`` on the same files; ``--project G D`` projects the time of
+a longer schedule (the paper's is ``15 1000``: 15 DCG and 1,000 diffusion
+epochs) on all 7,011 files from the measured training throughput.
 
     python -m benchmarks.bench_ham10000_fit --root ../shared/data/ham10000 \\
         --split-file ../shared/data/diffmic_splits/isic2018.csv
     python -m benchmarks.bench_ham10000_fit ... --image-size 64 --epochs 2 6
+    python -m benchmarks.bench_ham10000_fit ... --image-size 224 --epochs 1 1 \\
+        --n-images 512 --predict --project 15 1000
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ import time
 
 from ._common import parser
 
+N_TRAIN = 7011  # files in DiffMIC's HAM10000 train split
+
 CHILD = r"""
 import json, resource, sys, time
 from skdiffmic import DiffMICClassifier, presets
 from skdiffmic.baselines import TimmClassifier
 from skdiffmic.datasets import load_ham10000
 
-model, root, split_file, size, g, d, n, quick = sys.argv[1:9]
+model, root, split_file, size, g, d, n, quick, predict = sys.argv[1:10]
 size, g, d, n = int(size), int(g), int(d), int(n)
 # --quick: timm's tiny test network from scratch, for the test suite.
 net = dict(backbone="test_resnet", pretrained=False) if quick == "1" else {}
@@ -48,9 +55,15 @@ else:
 start = time.perf_counter()
 clf.fit(paths, y)
 seconds = time.perf_counter() - start
+predict_s = None
+if predict == "1":
+    start = time.perf_counter()
+    clf.predict_proba(paths)
+    predict_s = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"model": model, "n": len(y), "before_mb": before / 1024,
-                  "peak_mb": peak / 1024, "seconds": seconds}))
+                  "peak_mb": peak / 1024, "seconds": seconds,
+                  "predict_s": predict_s}))
 """
 
 
@@ -64,6 +77,16 @@ def main(argv=None) -> None:
     parse.add_argument(
         "--quick", action="store_true", help="a tiny untrained backbone (tests)"
     )
+    parse.add_argument(
+        "--predict", action="store_true", help="time predict_proba on the files"
+    )
+    parse.add_argument(
+        "--project",
+        type=int,
+        nargs=2,
+        metavar=("GUIDANCE", "DIFFUSION"),
+        help="project the fit time of this schedule on all 7,011 train files",
+    )
     args = parse.parse_args(argv)
     g, d = args.epochs
     rows = []
@@ -72,7 +95,7 @@ def main(argv=None) -> None:
         out = subprocess.run(
             [sys.executable, "-c", CHILD, model, args.root, args.split_file]
             + [str(v) for v in (args.image_size, g, d, args.n_images)]
-            + [str(int(args.quick))],
+            + [str(int(args.quick)), str(int(args.predict))],
             check=True,
             stdout=subprocess.PIPE,  # the progress bar goes to the terminal
             text=True,
@@ -85,14 +108,27 @@ def main(argv=None) -> None:
         f"{g} + {d} epochs, CNN {g + d}, {time.strftime('%Y-%m-%d')}, "
         f"{os.cpu_count()} CPU(s)\n"
     )
-    print("| model | fit (s) | images/s | RSS after import (MB) | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
+    head = ["model", "fit (s)", "images/s", "RSS after import (MB)", "peak RSS (MB)"]
+    if args.predict:
+        head.append("predict (images/s)")
+    if args.project:
+        head.append(f"{args.project[0]} + {args.project[1]} epochs, 7,011 files (h)")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for row in rows:
         rate = row["n"] * (g + d) / row["seconds"]
-        print(
-            f"| {row['model']} | {row['seconds']:.0f} | {rate:.1f} | "
-            f"{row['before_mb']:.0f} | {row['peak_mb']:.0f} |"
-        )
+        cells = [
+            row["model"],
+            f"{row['seconds']:.0f}",
+            f"{rate:.1f}",
+            f"{row['before_mb']:.0f}",
+            f"{row['peak_mb']:.0f}",
+        ]
+        if args.predict:
+            cells.append(f"{row['n'] / row['predict_s']:.1f}")
+        if args.project:
+            cells.append(f"{N_TRAIN * sum(args.project) / rate / 3600:.1f}")
+        print("| " + " | ".join(cells) + " |")
     print(f"\nDiffMIC / CNN fit time: {rows[0]['seconds'] / rows[1]['seconds']:.2f}x")
 
 

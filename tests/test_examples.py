@@ -116,12 +116,18 @@ def test_ham10000_file_fit_benchmark_reports_both_models(tmp_path, capsys):
     bench.main(
         ["--root", os.fspath(root), "--split-file", os.fspath(root / "split.csv")]
         + ["--quick", "--image-size", "16", "--epochs", "1", "1"]
+        + ["--predict", "--project", "15", "1000"]
     )
     out = capsys.readouterr().out
     assert "Fit on 56 HAM10000 files at 16 px" in out
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0][-2].strip() == "15 + 1000 epochs, 7,011 files (h)"
     assert [r[1].strip() for r in rows[1:]] == ["DiffMIC", "CNN"]
-    assert all(float(r[5]) >= float(r[4]) > 0 for r in rows[1:])  # peak >= start
+    for r in rows[1:]:
+        fit_s, rate, start, peak, predict_rate, hours = map(float, r[2:8])
+        assert peak >= start > 0 and predict_rate > 0
+        # The projection is the measured throughput carried to 7,011 x 1,015.
+        assert hours == pytest.approx(7011 * 1015 / rate / 3600, rel=0.02, abs=0.06)
 
 
 def test_benchmark_multilabel_mode_scores_every_finding(tmp_path, capsys):
