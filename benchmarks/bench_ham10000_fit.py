@@ -112,7 +112,8 @@ def main(argv=None) -> None:
     if args.predict:
         head.append("predict (images/s)")
     if args.project:
-        head.append(f"{args.project[0]} + {args.project[1]} epochs, 7,011 files (h)")
+        g_p, d_p = args.project
+        head.append(f"{g_p} + {d_p} epochs, {N_TRAIN:,} files (h)")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
